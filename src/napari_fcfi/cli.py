@@ -1,0 +1,56 @@
+"""Command-line entry point: ``napari-fcfi <command> ...``.
+
+Each sub-command lives next to the code it drives and exposes two functions,
+``add_parser(subparsers)`` and ``run(args) -> int``. Those modules must stay light to
+import (torch and napari are imported inside ``run``) so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module implementing add_parser/run
+COMMANDS = {
+    "annotate": "napari_fcfi._annotate",
+    "evaluate": "napari_fcfi.evaluation.cli",
+    "train": "napari_fcfi.training.cli",
+    "refine": "napari_fcfi.stack.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="napari-fcfi",
+        description="Interactive cell segmentation with FCFI (CVPR 2023) for napari.",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-fcfi {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, modname in COMMANDS.items():
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as exc:  # a command whose module is not written yet
+            if exc.name != modname:
+                raise
+            continue
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("napari-fcfi: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
