@@ -183,6 +183,9 @@ class SepConvHead(nn.Module):
 class DeepLabV3Plus(nn.Module):
     """ResNet v1s + ASPP + skip projection + DeepLab head, output at stride 4.
 
+    The backbone is dilated by default (output stride 8, as in the released model); ASPP
+    runs at stride 8 and its output is upsampled to the stride-4 skip features.
+
     ``forward(x, additional_features)`` returns the decoder features ``(B, ch, H/4, W/4)``.
     Submodules are created in the official order (backbone, head, skip_project, aspp) so that
     ``state_dict()`` lists its entries in the same order as the released checkpoint.
@@ -197,9 +200,12 @@ class DeepLabV3Plus(nn.Module):
         project_dropout: float = 0.5,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         backbone_norm_layer: type[nn.Module] | None = None,
+        dilated: bool = True,
     ) -> None:
         super().__init__()
-        self.backbone = ResNetV1s(backbone, norm_layer=backbone_norm_layer or norm_layer)
+        self.backbone = ResNetV1s(
+            backbone, dilated=dilated, norm_layer=backbone_norm_layer or norm_layer
+        )
         c1_ch, _, _, c4_ch = self.backbone.out_channels
         self.ch = ch
         self.head = DeepLabHead(ch + self.skip_channels, ch, ch, norm_layer=norm_layer)

@@ -76,7 +76,7 @@ class ResNetV1s(nn.Module):
         channels (64 gives the official ``resnet101_v1s``).
     dilated:
         keep stages 3 and 4 at stride 8 with dilations 2 and 4 (output stride 8) instead of
-        striding them (output stride 32). The official DeepLabV3+ uses ``dilated=False``.
+        striding them (output stride 32). The official DeepLabV3+ uses the dilated form.
     norm_layer:
         normalisation layer class (``nn.BatchNorm2d`` in the released models).
     """
@@ -85,7 +85,7 @@ class ResNetV1s(nn.Module):
         self,
         depth: str = "resnet101",
         stem_width: int = 64,
-        dilated: bool = False,
+        dilated: bool = True,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
