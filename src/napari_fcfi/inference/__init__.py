@@ -1,0 +1,18 @@
+"""Interactive inference: :class:`Predictor` (clicks -> probability, FCFI's zoom-in, flip and
+feedback) and :class:`InteractiveSession` (one object, exact undo/redo)."""
+
+from __future__ import annotations
+
+from .maps import RoiMap
+from .predictor import Prediction, Predictor, PreparedImage, ZoomState, pick_device
+from .session import InteractiveSession
+
+__all__ = [
+    "Predictor",
+    "InteractiveSession",
+    "Prediction",
+    "PreparedImage",
+    "RoiMap",
+    "ZoomState",
+    "pick_device",
+]

@@ -40,9 +40,7 @@ _MAX_SAMPLES = 1 << 20
 def validate_image(image) -> np.ndarray:
     """Check shape and values of a 2-D (H, W) or (H, W, C) image; returns it as an ndarray."""
     arr = np.asarray(image)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-    ):
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise ValueError(f"image must be numeric, got dtype {arr.dtype}")
     if np.iscomplexobj(arr):
         raise ValueError("image must be real-valued, got a complex array")
@@ -122,8 +120,13 @@ def to_model_rgb(image, policy="auto", intensity=None) -> np.ndarray:
             )
         return np.ascontiguousarray(arr, dtype=np.float32)
     lo, hi = intensity if intensity is not None else intensity_range(arr, policy)
-    rgb = _to_three_channels(arr.astype(np.float32, copy=False))
+    # 8-byte inputs (float64, int64) may exceed float32's range: scale them in float64
+    work = np.float64 if arr.dtype.itemsize >= 8 else np.float32
+    rgb = _to_three_channels(arr.astype(work, copy=False))
+    lo, hi = float(lo), float(hi)
+    if not np.isfinite(hi - lo):  # a range wider than float64's maximum: halve everything
+        rgb, lo, hi = rgb * 0.5, lo * 0.5, hi * 0.5
     scale = 1.0 / (hi - lo) if hi > lo else 0.0
-    out = (rgb - np.float32(lo)) * np.float32(scale)
+    out = (rgb - work(lo)) * work(scale)
     np.clip(out, 0.0, 1.0, out=out)
     return np.ascontiguousarray(out, dtype=np.float32)
