@@ -41,7 +41,7 @@ class FakePredictor:
     def predict_many(self, image, requests, batch_size=8):
         out = []
         for clicks, prev in requests:
-            prev = np.asarray(prev, np.float32)
+            prev = prev.full() if hasattr(prev, "full") else np.asarray(prev, np.float32)
             lab = int(self.labels[int(clicks[0][0]), int(clicks[0][1])])
             self.calls.append((lab, list(clicks)))
             prob = self.probs.get(lab, prev)
@@ -50,52 +50,9 @@ class FakePredictor:
         return out
 
 
-class LocalStubPredictor:
-    """Minimal stand-in for ``Predictor(StubNet())`` used only while the engine's
-    ``predict_many`` is missing: ROI = bounding box of feedback and clicks expanded by 40 %
-    (at least 32 px), network at crop resolution, gate 1 with feedback."""
-
-    threshold = 0.49
-
-    def __init__(self):
-        from napari_fcfi.model.stub import StubNet
-
-        self.net = StubNet().eval()
-
-    def predict_many(self, image, requests, batch_size=8):
-        import torch
-
-        from napari_fcfi.inference.normalize import to_model_rgb
-        from napari_fcfi.model.clicks import new_points_array, points_array
-
-        rgb = to_model_rgb(image)
-        h, w = rgb.shape[:2]
-        out = []
-        for clicks, prev in requests:
-            prev = np.zeros((h, w), np.float32) if prev is None else np.asarray(prev, np.float32)
-            ys = [c[0] for c in clicks] + list(np.nonzero(prev > 0.49)[0])
-            xs = [c[1] for c in clicks] + list(np.nonzero(prev > 0.49)[1])
-            y0, y1, x0, x1 = min(ys), max(ys) + 1, min(xs), max(xs) + 1
-            py, px = max(16, int(0.4 * (y1 - y0))), max(16, int(0.4 * (x1 - x0)))
-            roi = (slice(max(0, y0 - py), min(h, y1 + py)), slice(max(0, x0 - px), min(w, x1 + px)))
-            local = [(y - roi[0].start, x - roi[1].start, p) for y, x, p in clicks]
-            with torch.no_grad():
-                res = self.net(
-                    torch.from_numpy(rgb[roi].transpose(2, 0, 1)[None].copy()),
-                    torch.from_numpy(prev[roi][None, None].copy()),
-                    torch.from_numpy(points_array(local)[None]),
-                    torch.from_numpy(new_points_array(local)[None]),
-                    1.0,
-                )
-            out.append((roi, torch.sigmoid(res["instances"])[0, 0].numpy()))
-        return out
-
-
 def stub_predictor():
-    """The engine's ``Predictor(StubNet())`` if it exists yet, else the local stand-in."""
-    try:
-        from napari_fcfi.inference import Predictor
-        from napari_fcfi.model.stub import StubNet
-    except ImportError:
-        return LocalStubPredictor()
+    """The engine's predictor around the analytic stub network."""
+    from napari_fcfi.inference import Predictor
+    from napari_fcfi.model.stub import StubNet
+
     return Predictor(StubNet())

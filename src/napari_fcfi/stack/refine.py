@@ -59,8 +59,8 @@ __all__ = [
     "split_channels",
 ]
 
-# first pass: at most this many bytes of feedback masks are alive at once per slice
-_FEEDBACK_BUDGET = 256 << 20
+# objects per predict_many call (cancellation is polled between calls)
+_CHUNK = 64
 
 
 @dataclass
@@ -249,6 +249,8 @@ def refine_slice(
     :class:`ObjectReport` per object. Raises :class:`RefineCancelled` if ``cancel()``
     becomes true (nothing is returned for the slice then).
     """
+    from napari_fcfi.inference import RoiMap
+
     image = np.asarray(image)
     labels = np.asarray(labels)
     check_labels_dtype(labels.dtype)
@@ -285,24 +287,25 @@ def refine_slice(
             raise RefineCancelled([], [])
 
     def run(batch: list[_Obj], first: bool):
-        """predict_many over ``batch``; the feedback is the old mask or the last prob."""
-        chunk = max(batch_size, min(256, _FEEDBACK_BUDGET // max(1, h * w * (1 if first else 4))))
-        for start in range(0, len(batch), chunk):
+        """predict_many over ``batch``; the feedback is the old mask or the last prob.
+
+        Feedback maps are passed as :class:`~napari_fcfi.inference.RoiMap` (zero outside a
+        rectangle), so memory is bounded by the objects' sizes, not the image's.
+        """
+        for start in range(0, len(batch), _CHUNK):
             check_cancel()
-            part = batch[start : start + chunk]
+            part = batch[start : start + _CHUNK]
             requests = []
             for obj in part:
                 if first:
-                    fb = np.zeros((h, w), bool)
-                    fb[obj.bbox] = dense[obj.bbox] == obj.k
+                    y0, x0 = obj.bbox[0].start, obj.bbox[1].start
+                    fb = RoiMap((h, w), y0, x0, (dense[obj.bbox] == obj.k).astype(np.float32))
                 else:
-                    fb = np.zeros((h, w), np.float32)
-                    fb[obj.roi] = obj.prob
+                    fb = RoiMap((h, w), obj.roi[0].start, obj.roi[1].start, obj.prob)
                 requests.append((list(obj.clicks), fb))
             results = predictor.predict_many(image, requests, batch_size=batch_size)
             for obj, (roi, prob) in zip(part, results):
-                roi = tuple(slice(int(s.start or 0), int(s.stop)) for s in roi)
-                obj.roi = roi
+                obj.roi = tuple(slice(int(s.start or 0), int(s.stop)) for s in roi)
                 obj.prob = np.asarray(prob, np.float32)
 
     def window_masks(obj: _Obj):
