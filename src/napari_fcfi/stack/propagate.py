@@ -1,0 +1,183 @@
+"""Carry one object through a stack, slice by slice (no Qt).
+
+Starting from the object's mask on one slice, each neighbouring slice is segmented with an
+:class:`~napari_fcfi.InteractiveSession` whose feedback is the previous slice's mask and a
+single automatic positive click at the previous mask's *interior point* (the pixel farthest
+from its border, :func:`interior_point`). Propagation runs in both directions and stops in a
+direction when
+
+* the object vanishes (empty mask) -- ``reason="vanished"``;
+* the IoU with the previous slice falls below ``iou_threshold`` -- ``reason="iou"``;
+* the next slice is a *stop slice* (the user put a negative "stop" click there) --
+  ``reason="stop"``;
+* or simply at the end of the stack.
+
+A slice that fails a stop rule is not part of the result. :func:`iter_propagate` yields one
+:class:`PropagationStep` per slice so that a GUI can show progress, write results as they
+arrive and cancel between slices; :func:`propagate` collects the accepted masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["PropagationStep", "interior_point", "iou", "iter_propagate", "propagate"]
+
+STOP_REASONS = ("vanished", "iou", "stop")
+
+
+@dataclass(frozen=True)
+class PropagationStep:
+    """One slice visited by the propagation.
+
+    ``mask`` is the accepted mask of slice ``index`` (``None`` when the propagation stopped
+    at this slice, see ``stopped``); ``click`` the automatic positive click ``(y, x)`` used;
+    ``iou`` the IoU with the previous slice's mask; ``direction`` +1 or -1; ``done`` and
+    ``total`` count the slices visited so far and the most that can be visited.
+    """
+
+    index: int
+    direction: int
+    mask: np.ndarray | None
+    click: tuple[int, int] | None
+    iou: float
+    stopped: str | None
+    done: int
+    total: int
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    a = np.asarray(a, dtype=bool)
+    b = np.asarray(b, dtype=bool)
+    union = np.count_nonzero(a | b)
+    if union == 0:
+        return 1.0
+    return float(np.count_nonzero(a & b)) / union
+
+
+def interior_point(mask: np.ndarray) -> tuple[int, int]:
+    """The pixel of ``mask`` farthest from the background (first one on ties), ``(y, x)``.
+
+    Raises ``ValueError`` for an empty mask.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    if not mask.any():
+        raise ValueError("mask is empty: there is no object to propagate")
+    # pad so that an object touching the image border still has its centre inside
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(y), int(x)
+
+
+def iter_propagate(
+    session_factory: Callable,
+    get_slice: Callable[[int], np.ndarray],
+    start_index: int,
+    start_mask: np.ndarray,
+    n_slices: int,
+    *,
+    iou_threshold: float = 0.5,
+    stop_slices: Collection[int] = (),
+    directions: tuple[int, ...] = (1, -1),
+    max_slices: int | None = None,
+) -> Iterator[PropagationStep]:
+    """Propagate ``start_mask`` from slice ``start_index`` through ``n_slices`` slices.
+
+    Parameters
+    ----------
+    session_factory
+        ``session_factory(image, feedback) -> InteractiveSession``; typically
+        ``lambda img, fb: InteractiveSession(predictor, img, feedback=fb)``.
+    get_slice
+        ``get_slice(i)`` returns the 2-D image (H, W) or (H, W, C) of slice ``i``.
+    start_index, start_mask
+        The slice the object is on and its boolean (H, W) mask there (not empty).
+    n_slices
+        Number of slices along the propagation axis.
+    iou_threshold
+        Stop in a direction when the new mask's IoU with the previous one is below this.
+    stop_slices
+        Slice indices that are never entered (the user's negative "stop" clicks).
+    directions
+        ``(1,)`` forwards only, ``(-1,)`` backwards only, ``(1, -1)`` both (default).
+    max_slices
+        Visit at most this many slices per direction (``None``: no limit).
+
+    Yields
+    ------
+    PropagationStep
+        One per visited slice, in processing order (all forward slices first).
+    """
+    start_mask = np.asarray(start_mask, dtype=bool)
+    if start_mask.ndim != 2:
+        raise ValueError(f"start_mask must be a 2-D boolean mask, got shape {start_mask.shape}")
+    if not start_mask.any():
+        raise ValueError(
+            "the object is empty on the start slice; segment it there before propagating"
+        )
+    if not 0 <= start_index < n_slices:
+        raise ValueError(f"start_index {start_index} is outside the stack of {n_slices} slices")
+    if not 0.0 <= iou_threshold <= 1.0:
+        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    if not directions or any(d not in (1, -1) for d in directions):
+        raise ValueError(f"directions must be a non-empty tuple of +1/-1, got {directions}")
+    if max_slices is not None and max_slices < 1:
+        raise ValueError(f"max_slices must be >= 1, got {max_slices}")
+    stop = {int(s) for s in stop_slices}
+
+    def reach(d: int) -> int:
+        n = (n_slices - 1 - start_index) if d > 0 else start_index
+        return n if max_slices is None else min(n, max_slices)
+
+    total = sum(reach(d) for d in directions)
+    done = 0
+    for d in directions:
+        prev = start_mask
+        for step in range(1, reach(d) + 1):
+            index = start_index + d * step
+            done += 1
+            if index in stop:
+                yield PropagationStep(index, d, None, None, 0.0, "stop", done, total)
+                break
+            click = interior_point(prev)
+            image = get_slice(index)
+            session = session_factory(image, prev.astype(np.float32))
+            session.add_click(click[0], click[1], True)
+            mask = np.asarray(session.mask, dtype=bool)
+            if mask.shape != prev.shape:
+                raise ValueError(f"slice {index} has shape {mask.shape}, expected {prev.shape}")
+            score = iou(mask, prev)
+            if not mask.any():
+                yield PropagationStep(index, d, None, click, 0.0, "vanished", done, total)
+                break
+            if score < iou_threshold:
+                yield PropagationStep(index, d, None, click, score, "iou", done, total)
+                break
+            yield PropagationStep(index, d, mask, click, score, None, done, total)
+            prev = mask
+
+
+def propagate(
+    session_factory: Callable,
+    get_slice: Callable[[int], np.ndarray],
+    start_index: int,
+    start_mask: np.ndarray,
+    n_slices: int,
+    **kwargs,
+) -> dict[int, np.ndarray]:
+    """Run :func:`iter_propagate` to the end; returns ``{slice index: mask}`` of the accepted
+    slices (the start slice not included)."""
+    return {
+        s.index: s.mask
+        for s in iter_propagate(
+            session_factory, get_slice, start_index, start_mask, n_slices, **kwargs
+        )
+        if s.mask is not None
+    }

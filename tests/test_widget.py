@@ -1,0 +1,340 @@
+"""GUI tests of the FCFI dock widget (napari + Qt under Xvfb), driven with StubNet.
+
+StubNet's logits are ``12*(prev-0.5) + 24*pos_disk - 24*neg_disk + 3*(gray-0.5)``: on a
+dark image a positive click gives a disk of radius ~5 px (network-input resolution), a
+negative click removes one, and a previous mask (the feedback) persists. That makes every
+label change predictable.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+napari = pytest.importorskip("napari")
+torch = pytest.importorskip("torch")
+
+
+def _stub():
+    from napari_fcfi.model.stub import StubNet
+
+    return StubNet()
+
+
+def _widget(viewer, **kwargs):
+    from napari_fcfi._widget import FCFIWidget
+
+    w = FCFIWidget(viewer, model=_stub(), **kwargs)
+    viewer.window.add_dock_widget(w)
+    # keep the analytic stub's disks in pixel units: no zoom-in, no flip averaging
+    w.zoom_check.setChecked(False)
+    w.flip_check.setChecked(False)
+    w.device_combo.setCurrentText("cpu")
+    return w
+
+
+@pytest.fixture
+def viewer2d(make_napari_viewer):
+    viewer = make_napari_viewer()
+    img = np.zeros((64, 80), dtype=np.uint8)
+    img[5:10, 5:10] = 255  # some contrast for the percentile normalisation
+    viewer.add_image(img, name="img")
+    return viewer
+
+
+def click(w, coord, positive=True):
+    layer = w.clicks_layer
+    layer.feature_defaults = {"positive": positive}
+    layer.add(coord)
+    w.wait()
+
+
+def test_positive_click_writes_object(viewer2d):
+    w = _widget(viewer2d)
+    click(w, (30, 40))
+    labels = w.labels_layer
+    assert labels is not None and labels.name == "FCFI labels"
+    assert labels.data.shape == (64, 80)
+    obj = labels.data == w.object_id
+    assert w.object_id == 1
+    assert obj[30, 40]
+    assert 40 < obj.sum() < 200  # a disk of radius ~5
+    assert set(np.unique(labels.data)) == {0, 1}
+    # the clicks layer keeps the point with its polarity
+    assert w.clicks_layer.name == "FCFI clicks"
+    assert w.clicks_layer.features["positive"].tolist() == [True]
+
+
+def test_negative_click_removes_pixels(viewer2d):
+    # with StubNet a negative click removes feedback pixels that no positive disk covers:
+    # start from an existing large label
+    seg = np.zeros((64, 80), dtype=np.uint16)
+    seg[10:50, 10:70] = 5
+    viewer2d.add_labels(seg, name="seg")
+    w = _widget(viewer2d)
+    w.labels_combo.setCurrentText("seg")
+    click(w, (30, 20))
+    before = (w.labels_layer.data == 5).sum()
+    click(w, (30, 55), positive=False)
+    obj = w.labels_layer.data == 5
+    assert not obj[30, 55]
+    assert obj[30, 20] and obj[15, 40]
+    assert before - 120 < obj.sum() < before - 40  # about one disk removed
+    assert w.clicks_layer.features["positive"].tolist() == [True, False]
+
+
+def test_undo_redo_exact(viewer2d):
+    w = _widget(viewer2d)
+    click(w, (30, 40))
+    one = w.labels_layer.data.copy()
+    click(w, (30, 50))
+    two = w.labels_layer.data.copy()
+    assert not np.array_equal(one, two)
+    w.undo()
+    w.wait()
+    np.testing.assert_array_equal(w.labels_layer.data, one)
+    assert len(w.clicks_layer.data) == 1
+    w.redo()
+    w.wait()
+    np.testing.assert_array_equal(w.labels_layer.data, two)
+    assert len(w.clicks_layer.data) == 2
+    # napari's own history undoes our write too
+    w.labels_layer.undo()
+    np.testing.assert_array_equal(w.labels_layer.data, one)
+
+
+def test_paint_then_click_uses_feedback(viewer2d):
+    w = _widget(viewer2d)
+    click(w, (30, 40))
+    labels = w.labels_layer
+    # hand-paint a block away from the clicks with the object's id
+    labels.data_setitem(tuple(np.mgrid[10:20, 60:70].reshape(2, -1)), 1)
+    click(w, (50, 20))
+    obj = labels.data == 1
+    assert obj[10:20, 60:70].all(), "painted pixels are part of the feedback"
+    assert obj[50, 20] and obj[30, 40]
+    # hand-erase half of the painted block: it stays erased after the next click
+    labels.data_setitem(tuple(np.mgrid[10:15, 60:70].reshape(2, -1)), 0)
+    click(w, (50, 60))
+    obj = labels.data == 1
+    assert not obj[10:15, 60:70].any(), "erased pixels stay erased (feedback respected)"
+    assert obj[15:20, 60:70].all()
+    assert obj[50, 60]
+
+
+def test_finish_starts_new_object_and_protects_old(viewer2d):
+    w = _widget(viewer2d)
+    click(w, (30, 40))
+    first = w.labels_layer.data == 1
+    w.finish_object()
+    w.wait()
+    assert w.object_id is None
+    assert len(w.clicks_layer.data) == 0
+    click(w, (30, 46))  # overlaps object 1
+    assert w.object_id == 2
+    data = w.labels_layer.data
+    np.testing.assert_array_equal(data == 1, first)  # object 1 untouched
+    assert (data == 2).sum() > 0
+    # with "allow overwrite" the new object takes the overlap
+    w.overwrite_check.setChecked(True)
+    click(w, (30, 45))
+    assert (w.labels_layer.data == 1).sum() < first.sum()
+
+
+def test_click_inside_existing_label_continues_it(viewer2d):
+    labels_data = np.zeros((64, 80), dtype=np.uint16)
+    labels_data[20:40, 20:40] = 7
+    viewer2d.add_labels(labels_data, name="cellpose")
+    w = _widget(viewer2d)
+    w.labels_combo.setCurrentText("cellpose")
+    click(w, (30, 30))
+    assert w.object_id == 7
+    obj = w.labels_layer.data == 7
+    assert obj[20:40, 20:40].all(), "the existing mask is the feedback"
+    assert w.labels_layer.data.max() == 7
+
+
+def test_reset_object_restores_before(viewer2d):
+    labels_data = np.zeros((64, 80), dtype=np.uint16)
+    labels_data[20:40, 20:40] = 3
+    viewer2d.add_labels(labels_data, name="seg")
+    w = _widget(viewer2d)
+    w.labels_combo.setCurrentText("seg")
+    click(w, (30, 60))  # new object 4, next to object 3
+    click(w, (30, 30))  # inside object 3: not overwritten
+    assert (w.labels_layer.data == 4).any()
+    w.reset_object()
+    w.wait()
+    np.testing.assert_array_equal(w.labels_layer.data, labels_data)
+
+
+def test_stack_click_touches_only_its_slice(make_napari_viewer):
+    viewer = make_napari_viewer()
+    stack = np.zeros((5, 48, 48), dtype=np.uint8)
+    stack[:, 2:6, 2:6] = 255
+    layer = viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.5), translate=(0, 10, 10))
+    w = _widget(viewer)
+    k = 3
+    viewer.dims.set_point(0, k * 2.0)
+    # a point given in world coordinates through the clicks layer (same transform)
+    world = (k * 2.0, 10 + 24 * 0.5, 10 + 20 * 0.5)
+    click(w, w.clicks_layer.world_to_data(world))
+    assert layer.world_to_data(world)[0] == k
+    data = w.labels_layer.data
+    assert data.shape == (5, 48, 48)
+    assert data[k, 24, 20] == 1
+    for z in range(5):
+        if z != k:
+            assert not data[z].any()
+    # undo is per slice: on slice 0 there is nothing to undo
+    viewer.dims.set_point(0, 0)
+    w.undo()
+    w.wait()
+    assert w.labels_layer.data[k, 24, 20] == 1
+    viewer.dims.set_point(0, k * 2.0)
+    w.undo()
+    w.wait()
+    assert not w.labels_layer.data.any()
+
+
+def test_rgb_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    rgb = np.zeros((40, 50, 3), dtype=np.uint8)
+    rgb[1:4, 1:4] = 255
+    viewer.add_image(rgb, name="rgb", rgb=True)
+    w = _widget(viewer)
+    click(w, (20, 25))
+    assert w.labels_layer.data.shape == (40, 50)
+    assert w.labels_layer.data[20, 25] == 1
+
+
+def test_propagate_through_stack(make_napari_viewer):
+    viewer = make_napari_viewer()
+    stack = np.zeros((7, 48, 48), dtype=np.uint8)
+    stack[:, 1:3, 1:3] = 255
+    viewer.add_image(stack, name="stack")
+    w = _widget(viewer)
+    viewer.dims.set_point(0, 3)
+    click(w, (3, 24, 24))
+    # a negative "stop" click on slice 6 (where the object is absent)
+    viewer.dims.set_point(0, 6)
+    click(w, (6, 24, 24), positive=False)
+    viewer.dims.set_point(0, 3)
+    w.propagate()
+    w.wait()
+    data = w.labels_layer.data
+    for z in range(6):
+        assert data[z, 24, 24] == 1, z
+    assert not data[6].any(), "propagation stops at the stop click"
+    # one undo step removes the whole propagation, redo brings it back
+    w.undo()
+    w.wait()
+    assert [bool(w.labels_layer.data[z].any()) for z in range(7)] == [0, 0, 0, 1, 0, 0, 0]
+    w.redo()
+    w.wait()
+    assert all(w.labels_layer.data[z, 24, 24] == 1 for z in range(6))
+
+
+def test_cancel_propagation_keeps_done_slices(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    stack = np.zeros((40, 32, 32), dtype=np.uint8)
+    stack[:, 1:3, 1:3] = 255
+    viewer.add_image(stack, name="stack")
+    import napari_fcfi
+
+    def slow_session(predictor, image, feedback=None):
+        time.sleep(0.05)  # make the propagation slow enough to cancel half-way
+        return napari_fcfi.InteractiveSession(predictor, image, feedback=feedback)
+
+    w = _widget(viewer, session_factory=slow_session)
+    viewer.dims.set_point(0, 0)
+    click(w, (0, 16, 16))
+    w.propagate()
+    qtbot.waitUntil(lambda: w.progress.value() >= 3, timeout=20000)
+    w.cancel_propagation()
+    w.wait()
+    done = [z for z in range(40) if w.labels_layer.data[z].any()]
+    assert 1 < len(done) < 40
+    assert done == list(range(len(done)))
+    w.undo()
+    w.wait()
+    assert [z for z in range(40) if w.labels_layer.data[z].any()] == [0]
+
+
+def test_deleting_layers_mid_inference_is_safe(viewer2d, qtbot):
+    w = _widget(viewer2d)
+    click(w, (30, 40))
+    layer = w.clicks_layer
+    layer.feature_defaults = {"positive": True}
+    layer.add((30, 50))  # runs in the background
+    viewer2d.layers.remove(w.labels_layer)
+    w.wait()
+    assert w.labels_layer is None
+    assert w.object_id is None
+    # and the widget still works: a new click creates a new labels layer
+    click(w, (10, 10))
+    assert w.labels_layer is not None and w.labels_layer.data[10, 10] == 1
+    # removing the clicks layer and the image mid-inference
+    w.clicks_layer.add((20, 20))
+    viewer2d.layers.remove(w.clicks_layer)
+    viewer2d.layers.remove("img")
+    w.wait()
+    assert w.image_layer is None
+
+
+def test_newer_click_supersedes_running(viewer2d, qtbot, monkeypatch):
+    w = _widget(viewer2d)
+    writes = []
+    from napari_fcfi import _layers
+
+    real = _layers.write_object
+
+    def spy(*args, **kwargs):
+        writes.append(args[2].copy())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_layers, "write_object", spy)
+    layer = w.clicks_layer
+    for x in (20, 30, 40, 50):
+        layer.add((30, x))  # four clicks in quick succession
+    w.wait()
+    assert len(writes) < 4, "stale results were written"
+    obj = w.labels_layer.data == 1
+    assert all(obj[30, x] for x in (20, 30, 40, 50)), "all clicks applied in order"
+    assert w.clicks_layer.features["positive"].tolist() == [True] * 4
+
+
+def test_toggle_polarity_and_shortcuts(viewer2d):
+    from napari_fcfi._widget import SHORTCUTS
+
+    w = _widget(viewer2d)
+    assert w.toggle_polarity() is False
+    click_layer = w.clicks_layer
+    assert bool(click_layer.feature_defaults["positive"].iloc[0]) is False
+    w.toggle_polarity()
+    # our keys are bound on the viewer and on our layers
+    for key in SHORTCUTS:
+        assert key in {str(k) for k in click_layer.keymap} or any(
+            key.replace("-", "+").lower() == str(k).lower() for k in click_layer.keymap
+        )
+
+
+def test_model_load_error_is_shown_and_widget_stays_usable(viewer2d, tmp_path):
+    from napari_fcfi._widget import FCFIWidget
+
+    w = FCFIWidget(viewer2d)  # no injected model
+    viewer2d.window.add_dock_widget(w)
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    w.set_checkpoint(str(bad))
+    w.clicks_layer.add((30, 40))
+    w.wait()
+    assert w.last_error
+    assert not w.labels_layer.data.any()
+    assert len(w.clicks_layer.data) == 0
+    with pytest.raises(ValueError):
+        w.set_checkpoint(str(tmp_path / "missing.pth"))
