@@ -56,3 +56,30 @@ def stub_predictor():
     from napari_fcfi.model.stub import StubNet
 
     return Predictor(StubNet())
+
+
+class BrightNet:
+    """A weightless "network" (FCFI forward contract) that segments bright pixels, pulled
+    slightly towards its feedback: refinement with it repairs eroded or dilated labels of
+    :func:`blobs_image` objects, which the identity-like stub network cannot show."""
+
+    def __new__(cls):
+        import torch
+        from torch import nn
+
+        class _BrightNet(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("_anchor", torch.zeros(1), persistent=False)
+                self.inference_defaults: dict = {}
+
+            def forward(self, image, prev_mask, points, new_points=None, gate=0.0):
+                gray = image.mean(dim=1, keepdim=True)
+                inst = 20 * (gray - 0.5) + 4 * (prev_mask - 0.5)
+                return {
+                    "instances": inst,
+                    "feedback_ffcm": torch.sigmoid(inst),
+                    "feedback_cffm": torch.sigmoid(inst),
+                }
+
+        return _BrightNet().eval()
