@@ -1,0 +1,113 @@
+"""The robot-user loop and the NoC metrics of the FCFI / RITM papers.
+
+For every instance: start with an empty prediction; ``max_clicks`` times, place the robot
+user's next click (:func:`~napari_fcfi.evaluation.next_click`), predict, binarise at 0.49
+and record the IoU. All clicks are always made, so that mIoU@k is defined for every k.
+
+Metrics (:func:`summarize`): NoC@t is the first click count whose IoU reaches t, or
+``max_clicks`` when it never does; ``NoC@90>=max`` counts the instances whose NoC@90 is at
+or past the maximum; ``mIoU`` is the mean IoU after k clicks for k = 1..max;
+``sec_per_click`` is the mean wall time of one prediction.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .clicker import next_click, split_gt
+
+THRESHOLD = 0.49
+METHODS = ("fcfi", "fcfi-nofeedback", "random-walker", "watershed")
+
+
+def iou(gt, pred) -> float:
+    """IoU of ``pred`` with the object of ``gt`` (ignore pixels excluded); 1 when both are
+    empty."""
+    obj, valid = split_gt(gt)
+    pred = np.asarray(pred, bool)
+    inter = np.count_nonzero(obj & pred & valid)
+    union = np.count_nonzero((obj | pred) & valid)
+    return inter / union if union else 1.0
+
+
+class FcfiMethod:
+    """FCFI through :class:`~napari_fcfi.Predictor`; ``feedback=False`` is the paper's
+    ablation: the previous prediction is not fed back (zeros, gate 0)."""
+
+    def __init__(self, predictor, feedback: bool = True, model_name=None):
+        self.predictor = predictor
+        self.feedback = feedback
+        self.name = "fcfi" if feedback else "fcfi-nofeedback"
+        self.model = model_name
+
+    def start(self, image) -> None:
+        self.image = self.predictor.prepare_image(image)
+
+    def start_object(self) -> None:
+        self.predictor.reset_state()
+
+    def predict(self, clicks, prev_prob=None) -> np.ndarray:
+        return self.predictor.predict(self.image, clicks, prev_prob if self.feedback else None)
+
+
+def make_method(name: str, predictor=None, model_name=None):
+    """A method object by name (``fcfi`` methods need a predictor)."""
+    from .baselines import RandomWalker, Watershed
+
+    if name in ("fcfi", "fcfi-nofeedback"):
+        if predictor is None:
+            raise ValueError(f"method {name!r} needs a Predictor")
+        return FcfiMethod(predictor, feedback=name == "fcfi", model_name=model_name)
+    if name == "random-walker":
+        return RandomWalker()
+    if name == "watershed":
+        return Watershed()
+    raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
+
+
+def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float = THRESHOLD):
+    """Run the robot user on one object (``method.start(image)`` must have been called).
+
+    Returns ``(ious, seconds)``: per-click IoU and prediction time, each of length
+    ``max_clicks``.
+    """
+    if max_clicks < 1:
+        raise ValueError("max_clicks must be >= 1")
+    gt = np.asarray(gt)
+    method.start_object()
+    pred = np.zeros(gt.shape, bool)
+    clicks: list = []
+    prev = None
+    ious, secs = [], []
+    for _ in range(max_clicks):
+        clicks.append(next_click(gt, pred, clicks))
+        t0 = time.perf_counter()
+        prob = method.predict(list(clicks), prev)
+        secs.append(time.perf_counter() - t0)
+        pred = prob > threshold
+        prev = prob
+        ious.append(iou(gt, pred))
+    return np.asarray(ious), np.asarray(secs)
+
+
+def noc(ious: np.ndarray, thresh: float, max_clicks: int) -> int:
+    reached = np.flatnonzero(np.asarray(ious) >= thresh)
+    return int(reached[0]) + 1 if reached.size else max_clicks
+
+
+def summarize(all_ious, all_secs, max_clicks: int, method: str, model=None) -> dict:
+    """The benchmark's JSON record from per-instance IoU and time arrays."""
+    ious = np.asarray(all_ious, dtype=np.float64).reshape(-1, max_clicks)
+    secs = np.asarray(all_secs, dtype=np.float64)
+    n = len(ious)
+    out = {"instances": n, "max_clicks": max_clicks}
+    for t in (80, 85, 90):
+        out[f"NoC@{t}"] = float(np.mean([noc(i, t / 100, max_clicks) for i in ious])) if n else None
+    out["NoC@90>=max"] = int(sum(noc(i, 0.9, max_clicks) >= max_clicks for i in ious))
+    out["mIoU"] = [float(v) for v in ious.mean(axis=0)] if n else []
+    out["sec_per_click"] = float(secs.mean()) if secs.size else None
+    out["method"] = method
+    out["model"] = model
+    return out
