@@ -338,3 +338,27 @@ def test_model_load_error_is_shown_and_widget_stays_usable(viewer2d, tmp_path):
     assert len(w.clicks_layer.data) == 0
     with pytest.raises(ValueError):
         w.set_checkpoint(str(tmp_path / "missing.pth"))
+
+
+def test_annotate_opens_widget_with_sample_and_labels(make_napari_viewer, tmp_path):
+    import tifffile
+
+    from napari_fcfi._annotate import open_viewer
+    from napari_fcfi.cli import build_parser
+
+    seg = np.zeros((36, 128, 128), dtype=np.uint16)
+    seg[10, 40:60, 40:60] = 3
+    tifffile.imwrite(tmp_path / "seg.tif", seg)
+    viewer = make_napari_viewer()
+    args = build_parser().parse_args(
+        ["annotate", "--sample", "nuclei3d", "--labels", str(tmp_path / "seg.tif")]
+    )
+    viewer, w = open_viewer(args, viewer=viewer)
+    assert type(w).__name__ == "FCFIWidget"
+    assert w.image_layer.name == "nuclei3d"
+    assert w.labels_layer.name == "seg"
+    assert w.click_mode_check.isChecked()
+    assert viewer.layers.selection.active is w.clicks_layer
+    bad = build_parser().parse_args(["annotate", str(tmp_path / "missing.tif")])
+    with pytest.raises(ValueError, match="does not exist"):
+        open_viewer(bad, viewer=viewer)
