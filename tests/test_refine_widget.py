@@ -37,7 +37,10 @@ def setup(make_napari_viewer):
     img, truth, eroded = _data()
     viewer.add_image(img, name="nuclei")
     layer = viewer.add_labels(eroded.copy(), name="rough")
-    widget = RefineWidget(viewer, model=BrightNet())
+    from napari.utils._proxies import PublicOnlyProxy
+
+    # napari hands plugin widgets a PublicOnlyProxy of the viewer
+    widget = RefineWidget(PublicOnlyProxy(viewer), model=BrightNet())
     viewer.window.add_dock_widget(widget)
     return viewer, widget, layer, img, truth, eroded
 

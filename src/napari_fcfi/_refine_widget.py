@@ -12,6 +12,7 @@ whole refinement.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtWidgets import (
@@ -27,6 +28,9 @@ from qtpy.QtWidgets import (
 )
 
 from ._layers import history_group, set_plane
+
+if TYPE_CHECKING:
+    import napari.viewer
 
 
 class _PlaneSnapshot:
@@ -58,7 +62,7 @@ class RefineWidget(QWidget):
     :attr:`skipped` the slices not written because they were edited meanwhile.
     """
 
-    def __init__(self, viewer, model=None):
+    def __init__(self, viewer: napari.viewer.Viewer, model=None):
         super().__init__()
         self.viewer = viewer
         self._model = model
