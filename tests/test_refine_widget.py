@@ -109,3 +109,14 @@ def test_bad_layers_message(make_napari_viewer):
     assert widget.refine_all() is None
     assert "does not match labels shape" in widget.status.text()
     assert not widget.running
+
+
+def test_opens_from_the_plugin_manifest(make_napari_viewer):
+    from napari_fcfi._refine_widget import RefineWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((2, 32, 32)), name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-fcfi", "Refine labels (FCFI)")
+    assert isinstance(widget, RefineWidget)
+    assert widget.image_combo.currentText() == "img" and widget.labels_combo.count() == 0
+    assert widget.refine_all() is None and "labels layer" in widget.status.text()
