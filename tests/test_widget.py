@@ -309,18 +309,39 @@ def test_newer_click_supersedes_running(viewer2d, qtbot, monkeypatch):
 
 
 def test_toggle_polarity_and_shortcuts(viewer2d):
+    from napari.layers import Labels, Points
+    from napari.utils.key_bindings import KeyBinding
+
     from napari_fcfi._widget import SHORTCUTS
 
     w = _widget(viewer2d)
     assert w.toggle_polarity() is False
-    click_layer = w.clicks_layer
-    assert bool(click_layer.feature_defaults["positive"].iloc[0]) is False
-    w.toggle_polarity()
-    # our keys are bound on the viewer and on our layers
+    clicks = w.clicks_layer
+    assert bool(clicks.feature_defaults["positive"].iloc[0]) is False
+    click(w, (30, 40), positive=True)
+    labels = w.labels_layer
     for key in SHORTCUTS:
-        assert key in {str(k) for k in click_layer.keymap} or any(
-            key.replace("-", "+").lower() == str(k).lower() for k in click_layer.keymap
-        )
+        kb = KeyBinding.from_str(key)
+        # bound on the viewer and on both of our layers ...
+        for target in (viewer2d, clicks, labels):
+            assert kb in target.keymap, (key, target)
+        # ... and napari binds none of them on Points/Labels layers or the viewer
+        for cls in (Points, Labels):
+            assert kb not in cls.class_keymap, (key, cls)
+        assert kb not in type(viewer2d).class_keymap
+    # the key actions work: T toggles, U undoes, Shift-U redoes, N finishes
+    default = bool(clicks.feature_defaults["positive"].iloc[0])
+    clicks.keymap[KeyBinding.from_str("T")](clicks)
+    assert bool(clicks.feature_defaults["positive"].iloc[0]) is (not default)
+    labels.keymap[KeyBinding.from_str("U")](labels)
+    w.wait()
+    assert not labels.data.any()
+    clicks.keymap[KeyBinding.from_str("Shift-U")](clicks)
+    w.wait()
+    assert labels.data[30, 40] == 1
+    viewer2d.keymap[KeyBinding.from_str("N")](viewer2d)
+    w.wait()
+    assert w.object_id is None
 
 
 def test_model_load_error_is_shown_and_widget_stays_usable(viewer2d, tmp_path):
@@ -362,3 +383,52 @@ def test_annotate_opens_widget_with_sample_and_labels(make_napari_viewer, tmp_pa
     bad = build_parser().parse_args(["annotate", str(tmp_path / "missing.tif")])
     with pytest.raises(ValueError, match="does not exist"):
         open_viewer(bad, viewer=viewer)
+
+
+def test_click_mode_mouse_buttons(viewer2d):
+    """Left click: default polarity; right or Ctrl+click: the opposite; a drag pans."""
+    from dataclasses import dataclass, field
+
+    from napari.utils._proxies import ReadOnlyWrapper
+    from napari.utils.interactions import (
+        mouse_move_callbacks,
+        mouse_press_callbacks,
+        mouse_release_callbacks,
+    )
+
+    @dataclass
+    class Event:
+        type: str
+        button: int = 1
+        is_dragging: bool = False
+        modifiers: list = field(default_factory=list)
+        position: tuple = (0, 0)
+        pos: np.ndarray = field(default_factory=lambda: np.zeros(2))
+        view_direction: list | None = None
+        up_direction: list | None = None
+        dims_displayed: list = field(default_factory=lambda: [0, 1])
+
+    def press_release(layer, position, button=1, modifiers=(), drag_to=None):
+        ev = dict(position=position, button=button, modifiers=list(modifiers))
+        mouse_press_callbacks(layer, ReadOnlyWrapper(Event("mouse_press", **ev)))
+        end = np.zeros(2)
+        if drag_to is not None:
+            end = np.asarray(drag_to, dtype=float)
+            move = Event("mouse_move", is_dragging=True, pos=end, **ev)
+            mouse_move_callbacks(layer, ReadOnlyWrapper(move))
+        mouse_release_callbacks(layer, ReadOnlyWrapper(Event("mouse_release", pos=end, **ev)))
+        w.wait()
+
+    w = _widget(viewer2d)
+    w.click_mode_check.setChecked(True)
+    layer = w.clicks_layer
+    assert viewer2d.layers.selection.active is layer and layer.mode == "pan_zoom"
+    press_release(layer, (30, 40))
+    press_release(layer, (30, 20), button=2)
+    press_release(layer, (30, 60), modifiers=["Control"])
+    press_release(layer, (10, 10), drag_to=(50, 50))  # a pan, not a click
+    assert layer.features["positive"].tolist() == [True, False, False]
+    w.toggle_polarity()
+    press_release(layer, (50, 50))
+    assert layer.features["positive"].tolist() == [True, False, False, False]
+    assert (w.labels_layer.data == 1)[30, 40]
