@@ -113,8 +113,8 @@ def test_predict_many_batches_the_network():
     reqs = []
     for k in range(6):
         m = fb.copy()
-        m[50 + 80 * k : 70 + 80 * k, 100:130] = True
-        reqs.append(([(60 + 80 * k, 115, True)], m))
+        m[150 + 50 * k : 170 + 50 * k, 300:330] = True  # away from the border
+        reqs.append(([(160 + 50 * k, 315, True)], m))
     out = pred.predict_many(img, reqs, batch_size=4)
     assert [c[0][0] for c in net.calls] == [8, 4]  # 4 + 2 objects, doubled by the flip
     assert all(crop.max() > 0.5 for _, crop in out)
