@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.clicks import points_array
-from .maps import Box, RoiMap, bbox_iou, clamp_bbox, expand_bbox, union_bbox
+from .maps import Box, RoiMap, bbox, bbox_iou, clamp_bbox, expand_bbox, union_bbox
 from .normalize import POLICIES, intensity_range, to_model_rgb, validate_image
 
 # ZoomIn settings the official evaluation leaves at their defaults
@@ -179,8 +179,12 @@ def as_feedback(prev, shape) -> RoiMap | None:
         raise ValueError(
             f"feedback of shape {arr.shape} does not match the image's (H, W) = {tuple(shape)}"
         )
-    if arr.dtype == bool:
-        return RoiMap(arr.shape, 0, 0, arr.astype(np.float32))
+    if arr.dtype == bool:  # only the bbox of the mask is kept (and converted)
+        box = bbox(arr)
+        if box is None:
+            return RoiMap(arr.shape, 0, 0, np.zeros((0, 0), np.float32))
+        r0, r1, c0, c1 = box
+        return RoiMap(arr.shape, r0, c0, arr[r0 : r1 + 1, c0 : c1 + 1].astype(np.float32))
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"feedback must be a numeric or bool map, got dtype {arr.dtype}")
     arr = arr.astype(np.float32, copy=False)
@@ -191,7 +195,7 @@ def as_feedback(prev, shape) -> RoiMap | None:
             "feedback must be a probability map in [0, 1] or a binary mask, got values in "
             f"[{arr.min()}, {arr.max()}]; pass (labels == id) for one object of a label image"
         )
-    return RoiMap(arr.shape, 0, 0, arr)
+    return RoiMap.from_array(arr)
 
 
 @dataclass
