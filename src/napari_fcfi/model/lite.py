@@ -1,0 +1,276 @@
+"""FCFI-Lite: FCFI on an EfficientNet-Lite0 backbone, sized for interactive use on a CPU.
+
+Architecture (feature resolution = 1/4 of the network input)::
+
+    image (ImageNet-normalised) -> Lite0 stem (1/2, 32 ch)
+                                    + maps_transform([prev_mask, pos_disk, neg_disk])
+                                -> MBConv blocks -> features at 1/4, 1/8, 1/16, 1/32
+                                -> light FPN: 1x1 laterals, bilinear upsampling to 1/4,
+                                   concatenation, 1x1 conv + depthwise-separable conv -> F
+    FFCM(F, image, click maps, prev_mask, newest click)  -> feedback_ffcm (focused correction)
+    CFFM(F, feedback_ffcm, gate)                          -> F', feedback_cffm
+    head(F') -> instance logits;  aux head(F) -> instances_aux (training signal)
+
+FFCM and CFFM are the project's modules (:mod:`napari_fcfi.model.ffcm`,
+:mod:`napari_fcfi.model.cffm`), with the paper's semantics. In training mode FFCM uses its
+soft focus window; in eval mode the exact focus box. All outputs are upsampled to the input
+size bilinearly with ``align_corners=True``.
+
+The forward contract is the project's (see :mod:`napari_fcfi.model`). The built-in weights
+(``napari_fcfi/weights/fcfi-lite-dsb.*``) load with :func:`load_lite`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones.efficientnet_lite import EfficientNetLite0
+from .cffm import CollaborativeFusionModule
+from .clicks import disk_maps
+from .ffcm import FocusedCorrectionModule, resize_ac
+from .layers import ConvBNAct, ScaleLayer, SepConvBNAct
+
+ARCH = "fcfi-lite"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Predictor settings for microscopy: the network sees objects at about 1 image pixel per
+#: network pixel, the scale it was trained at. The zoom-in crop is at least
+#: ``min_crop_size`` pixels and is resized so that its longer side is ``target_size``: with
+#: both equal, a nucleus (median ~250 px^2) is processed at native resolution, like the first
+#: click (which sees the whole image, or a window around the click on large images).
+DEFAULT_INFERENCE = {
+    "zoom_in_target_size": 256,
+    "zoom_in_expansion_ratio": 2.0,
+    "zoom_in_min_crop_size": 256,
+}
+
+
+class FCFILite(nn.Module):
+    """FCFI-Lite network; see the module docstring.
+
+    Parameters that change the ``state_dict`` or the numerics are explicit and stored in the
+    JSON config next to the weights (:meth:`config`).
+    """
+
+    def __init__(
+        self,
+        fpn_channels: int = 48,
+        feature_channels: int = 96,
+        ffcm_channels: int = 32,
+        cffm_channels: int = 32,
+        head_channels: int = 64,
+        expansion_ratio: float = 0.3,
+        norm_radius: float = 5.0,
+        with_aux_output: bool = True,
+    ) -> None:
+        super().__init__()
+        self.params = {
+            "fpn_channels": int(fpn_channels),
+            "feature_channels": int(feature_channels),
+            "ffcm_channels": int(ffcm_channels),
+            "cffm_channels": int(cffm_channels),
+            "head_channels": int(head_channels),
+            "expansion_ratio": float(expansion_ratio),
+            "norm_radius": float(norm_radius),
+            "with_aux_output": bool(with_aux_output),
+        }
+        self.norm_radius = float(norm_radius)
+        self.with_aux_output = bool(with_aux_output)
+        self.backbone = EfficientNetLite0()
+        stem_ch = self.backbone.stem_channels
+        # click maps (prev mask, positive disks, negative disks) -> stem features at 1/2
+        self.maps_transform = nn.Sequential(
+            nn.Conv2d(3, 16, kernel_size=1),
+            nn.LeakyReLU(negative_slope=0.2),
+            nn.Conv2d(16, stem_ch, kernel_size=3, stride=2, padding=1),
+            ScaleLayer(init_value=0.05),
+        )
+        self.laterals = nn.ModuleList(
+            ConvBNAct(c, fpn_channels, 1) for c in self.backbone.feature_channels
+        )
+        n = len(self.backbone.feature_channels)
+        self.fuse = nn.Sequential(
+            ConvBNAct(n * fpn_channels, feature_channels, 1),
+            SepConvBNAct(feature_channels, feature_channels),
+        )
+        self.ffcm = FocusedCorrectionModule(
+            3 + 3 + 1 + feature_channels, ffcm_channels, expansion_ratio=expansion_ratio
+        )
+        self.cffm = CollaborativeFusionModule(feature_channels, cffm_channels)
+        self.head = nn.Sequential(
+            SepConvBNAct(feature_channels, head_channels),
+            nn.Conv2d(head_channels, 1, kernel_size=1),
+        )
+        if self.with_aux_output:
+            self.aux_head = nn.Conv2d(feature_channels, 1, kernel_size=1)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+        self.inference_defaults: dict = dict(DEFAULT_INFERENCE)
+
+    # ------------------------------------------------------------------ config
+    def config(self) -> dict:
+        """JSON-serialisable description: architecture, parameters, inference defaults."""
+        return {
+            "format": "napari-fcfi",
+            "arch": ARCH,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "params": dict(self.params),
+            "inference_defaults": dict(self.inference_defaults),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> FCFILite:
+        """Build an (untrained) network from :meth:`config`'s output."""
+        if config.get("arch") != ARCH:
+            raise ValueError(f"config is for architecture {config.get('arch')!r}, not {ARCH!r}")
+        model = cls(**config.get("params", {}))
+        if config.get("inference_defaults"):
+            model.inference_defaults = dict(config["inference_defaults"])
+        return model
+
+    # ------------------------------------------------------------------ forward
+    def features(self, image_norm: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+        """Fused 1/4-resolution features of the normalised image and the click maps."""
+        x = self.backbone.stem(image_norm) + self.maps_transform(coord)
+        feats = self.backbone.blocks_forward(x)
+        size = feats[0].shape[-2:]
+        maps = [
+            F.interpolate(lat(f), size=size, mode="bilinear", align_corners=False)
+            if f.shape[-2:] != size
+            else lat(f)
+            for lat, f in zip(self.laterals, feats)
+        ]
+        return self.fuse(torch.cat(maps, dim=1))
+
+    def forward(self, image, prev_mask, points, new_points=None, gate=0.0):
+        """The project's forward contract (:mod:`napari_fcfi.model`)."""
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (B, 3, H, W), got {tuple(image.shape)}")
+        h, w = int(image.shape[-2]), int(image.shape[-1])
+        if prev_mask.shape[-2:] != image.shape[-2:]:
+            prev_mask = resize_ac(prev_mask, (h, w))
+        prev_mask = prev_mask.to(image.dtype)
+        disks = disk_maps(points, h, w, self.norm_radius).to(image.dtype)
+        coord = torch.cat([prev_mask, disks], dim=1)
+        image_norm = (image - self.mean) / self.std
+        feats = self.features(image_norm, coord)
+        if new_points is None:  # default focus: the newest click in ``points``
+            new_points = _newest_points(points)
+        fb1 = self.ffcm(
+            feats,
+            image_norm,
+            coord,
+            prev_mask,
+            new_points.to(feats.dtype),
+            is_training=self.training,
+        )
+        feats2, fb2 = self.cffm(feats, fb1, gate)
+        out = {
+            "instances": resize_ac(self.head(feats2), (h, w)),
+            "feedback_ffcm": resize_ac(fb1, (h, w)),
+            "feedback_cffm": resize_ac(fb2, (h, w)),
+        }
+        if self.with_aux_output:
+            out["instances_aux"] = resize_ac(self.aux_head(feats), (h, w))
+        return out
+
+
+def _newest_points(points: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 3) newest click (largest click index) of each ``points`` row set."""
+    n = points.shape[1] // 2
+    idx = points[..., 2].clone()
+    idx[points[..., :2].amax(dim=-1) < 0] = -1
+    j = idx.argmax(dim=1)
+    b = torch.arange(points.shape[0], device=points.device)
+    row = points[b, j]
+    label = (j < n).to(points.dtype)
+    return torch.stack([row[:, 0], row[:, 1], label], dim=-1)[:, None]
+
+
+def pretrained_model(**params) -> FCFILite:
+    """A new FCFI-Lite with the ImageNet EfficientNet-Lite0 backbone (needs the ``train`` extra)."""
+    from .backbones.efficientnet_lite import load_pretrained
+
+    model = FCFILite(**params)
+    load_pretrained(model.backbone)
+    return model
+
+
+BUILTIN_NAME = "fcfi-lite-dsb"
+BUILTIN_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{BUILTIN_NAME}.safetensors"
+
+
+def resolve_weights(source: str | Path) -> Path:
+    """``"fcfi-lite-dsb"`` / ``"builtin"`` -> the shipped weights; otherwise a file path."""
+    if str(source) in (BUILTIN_NAME, "builtin"):
+        path = BUILTIN_WEIGHTS
+    else:
+        path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"FCFI-Lite weights {path} not found")
+    return path
+
+
+def config_path(weights: str | Path) -> Path:
+    """The JSON config that belongs to a ``.safetensors`` weights file."""
+    return Path(weights).with_suffix(".json")
+
+
+def save_lite(model: FCFILite, path: str | Path, half: bool = False, extra: dict | None = None):
+    """Write ``model`` as ``path`` (safetensors) plus its JSON config (same stem).
+
+    ``half`` stores float parameters in float16 (BatchNorm statistics included; they are
+    cast back to float32 on load). ``extra`` is merged into the config (e.g. training info).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"weights file must end in .safetensors, got {path.name}")
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().to("cpu").contiguous()
+        if half and v.is_floating_point():
+            v = v.half()
+        state[k] = v
+    cfg = model.config()
+    if extra:
+        cfg.update(extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"format": "napari-fcfi", "arch": ARCH})
+    config_path(path).write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
+
+
+def load_lite(path: str | Path, device=None) -> FCFILite:
+    """Load a FCFI-Lite ``.safetensors`` file and its JSON config; strict, eval mode."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    cfg_file = config_path(path)
+    if not path.is_file():
+        raise ValueError(f"weights file {path} not found")
+    if not cfg_file.is_file():
+        raise ValueError(f"config {cfg_file} not found next to {path.name}")
+    config = json.loads(cfg_file.read_text())
+    model = FCFILite.from_config(config)
+    state = load_file(str(path))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path.name} does not match {ARCH}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    state = {k: v.to(own[k].dtype) for k, v in state.items()}
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
