@@ -1,10 +1,11 @@
 """Classic click-seeded segmenters from scikit-image, run in the same robot-user harness.
 
-Both work in a window around the object, not on the whole image: the bbox of the previous
-mask and the clicks, scaled by 2 about its centre with sides of at least 64 px. Seeds are
-disks of radius 2 px: positive clicks are the object, negative clicks and the window's
-border the background (later clicks overwrite earlier seeds). The window grows with the
-mask, so an object larger than the first window is reached in a few clicks.
+Both work in a window around the object, not on the whole image: the bbox of the clicks,
+scaled by 2 about its centre with sides of at least 64 px. Seeds are disks of radius 2 px:
+positive clicks are the object, negative clicks and the window's border the background
+(later clicks overwrite earlier seeds). The window grows as the robot user clicks into the
+missed parts of a large object; it does not follow the previous mask, so that a result
+that leaks into the background cannot blow the window up to the whole image.
 
 * ``random-walker``: :func:`skimage.segmentation.random_walker` on the grey image
   (``beta=130``), the object's probability is the walker's probability of the object seed.
@@ -20,7 +21,7 @@ import numpy as np
 from skimage import filters, segmentation
 from skimage.draw import disk
 
-from ..inference.maps import bbox, clamp_bbox, expand_bbox, union_bbox
+from ..inference.maps import clamp_bbox, expand_bbox, union_bbox
 from ..inference.normalize import to_model_rgb
 
 WINDOW_RATIO = 2.0
@@ -43,8 +44,6 @@ class ClassicMethod:
     def predict(self, clicks, prev_prob=None) -> np.ndarray:
         h, w = self.grey.shape
         box = None
-        if prev_prob is not None:
-            box = bbox(prev_prob > 0.49)
         for y, x, _ in clicks:
             box = (y, y, x, x) if box is None else union_bbox(box, (y, y, x, x))
         r0, r1, c0, c1 = clamp_bbox(expand_bbox(box, WINDOW_RATIO, WINDOW_MIN), h, w)

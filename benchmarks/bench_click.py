@@ -1,0 +1,109 @@
+"""Seconds per click of the interactive engine on a small and a huge image.
+
+For each image size, ``--repeats`` fresh sessions each get ``--clicks`` clicks on a
+synthetic nucleus near the centre; the first click (a fresh zoom state) and the later
+clicks (zoom-in) are timed separately, and the image preparation (validation and
+normalisation range, done once per image) on its own. Prints p50/p95 and optionally
+writes JSON.
+
+    python benchmarks/bench_click.py                       # built-in model
+    python benchmarks/bench_click.py --model stub          # analytic stand-in network
+    python benchmarks/bench_click.py --model path/to/checkpoint --sizes 512 8000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def synthetic_image(size: int, seed: int = 0) -> np.ndarray:
+    """uint16 (size, size) image: noisy background and bright nuclei around the centre."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(400, 40, (size, size)).astype(np.float32)
+    c = size // 2
+    yy, xx = np.mgrid[-60:61, -60:61]
+    for dy, dx, r in [(0, 0, 22), (-45, 40, 15), (35, -38, 18)]:
+        blob = ((yy - dy) ** 2 + (xx - dx) ** 2 <= r * r) * 2500.0
+        img[c - 60 : c + 61, c - 60 : c + 61] += blob
+    return np.clip(img, 0, 65535).astype(np.uint16)
+
+
+CLICKS = [(0, 0, True), (-18, 5, True), (10, 30, False), (19, -4, True), (-5, -25, False)]
+
+
+def load(model: str | None, device):
+    import napari_fcfi
+
+    if model == "stub":
+        from napari_fcfi.model.stub import StubNet
+
+        return StubNet(), "StubNet"
+    return napari_fcfi.load_model(model, device=device), model or "built-in"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="'stub', a model name or a checkpoint path")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[512, 8000])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--clicks", type=int, default=5, choices=range(2, len(CLICKS) + 1))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from napari_fcfi import InteractiveSession, Predictor
+
+    torch.set_num_threads(args.threads)
+    net, model_name = load(args.model, args.device)
+    predictor = Predictor(net, device=args.device)
+    results = {
+        "model": model_name,
+        "device": str(predictor.device),
+        "threads": args.threads,
+        "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
+        "zoom_in_target_size": predictor.zoom_in_target_size,
+        "sizes": {},
+    }
+    for size in args.sizes:
+        img = synthetic_image(size)
+        c = size // 2
+        # warm-up (allocator, lazy module init) on this size
+        InteractiveSession(predictor, img).add_click(c, c, True)
+        first, later, prep = [], [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            session = InteractiveSession(predictor, img)
+            prep.append(time.perf_counter() - t0)
+            for k, (dy, dx, pos) in enumerate(CLICKS[: args.clicks]):
+                t0 = time.perf_counter()
+                session.add_click(c + dy, c + dx, pos)
+                (first if k == 0 else later).append(time.perf_counter() - t0)
+        row = {}
+        for name, vals in (("prepare", prep), ("first_click", first), ("later_clicks", later)):
+            row[name] = {
+                "p50": float(np.percentile(vals, 50)),
+                "p95": float(np.percentile(vals, 95)),
+                "n": len(vals),
+            }
+        results["sizes"][str(size)] = row
+        print(
+            f"{size}x{size}: prepare p50 {row['prepare']['p50']:.3f}s | first click p50 "
+            f"{row['first_click']['p50']:.3f}s p95 {row['first_click']['p95']:.3f}s | later "
+            f"clicks p50 {row['later_clicks']['p50']:.3f}s p95 {row['later_clicks']['p95']:.3f}s"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
