@@ -78,10 +78,9 @@ def open_viewer(args, viewer=None):
         if image_layer is not None:
             from ._layers import spatial_shape
 
-            if tuple(lab.shape) != spatial_shape(image_layer):
-                raise ValueError(
-                    f"labels shape {lab.shape} does not match the image {spatial_shape(image_layer)}"
-                )
+            want = spatial_shape(image_layer)
+            if tuple(lab.shape) != want:
+                raise ValueError(f"labels shape {lab.shape} does not match the image {want}")
         labels_layer = viewer.add_labels(lab, name=Path(args.labels).stem)
         if image_layer is not None:
             labels_layer.scale = image_layer.scale[-lab.ndim :]

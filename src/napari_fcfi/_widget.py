@@ -272,10 +272,10 @@ class FCFIWidget(QWidget):
         for key, (action, _) in SHORTCUTS.items():
 
             def callback(_target=None, _action=action):
-                if _action == "toggle_polarity":
-                    self.toggle_polarity()
-                else:
+                try:
                     getattr(self, _action)()
+                except RuntimeError:  # the widget was closed and deleted by Qt
+                    pass
 
             target.bind_key(key, callback, overwrite=True)
 
@@ -514,6 +514,7 @@ class FCFIWidget(QWidget):
             self._sync_points()
             return
         self._clear_error()
+        self._status_message = ""
         if self._object_id is None:
             if not positive:
                 self._show_error("start an object with a positive click")

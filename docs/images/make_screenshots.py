@@ -1,0 +1,146 @@
+"""Make the user guide's screenshots (real napari windows; run under Xvfb).
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/images/make_screenshots.py \
+        --model builtin
+
+``--model``: ``builtin`` (default), a checkpoint path, or ``stub`` (analytic StubNet, for a
+dry run). Clicks are placed automatically at the interior points of Otsu objects of the
+sample images, i.e. where a user would click.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def load(name: str):
+    if name == "stub":
+        from napari_fcfi.model.stub import StubNet
+
+        return StubNet()
+    if name != "builtin" and Path(name).suffix == ".safetensors":
+        from napari_fcfi.model.lite import load_lite
+
+        return load_lite(name)
+    import napari_fcfi
+
+    return napari_fcfi.load_model(None if name == "builtin" else name)
+
+
+def seeds(image: np.ndarray, n: int, min_area: int = 80) -> list[tuple[int, int]]:
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label, regionprops
+
+    from napari_fcfi.stack.propagate import interior_point
+
+    lab = label(image > threshold_otsu(image))
+    props = [p for p in regionprops(lab) if p.area >= min_area]
+    # well-separated objects spread over the image
+    props.sort(key=lambda p: (p.centroid[0] // 90, p.centroid[1]))
+    out = []
+    for p in props[:: max(1, len(props) // n)][:n]:
+        out.append(interior_point(lab == p.label))
+    return out
+
+
+def close_toasts(viewer) -> None:
+    """Close napari's notification pop-ups (e.g. the PyQt5 deprecation notice)."""
+    from napari._qt.dialogs.qt_notification import NapariQtNotification
+
+    for toast in viewer.window._qt_window.findChildren(NapariQtNotification):
+        toast.close()
+
+
+def main(argv=None) -> dict:
+    import napari
+    import torch
+    from qtpy.QtWidgets import QApplication
+
+    from napari_fcfi._sample_data import load_sample
+    from napari_fcfi._widget import FCFIWidget
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="builtin")
+    parser.add_argument("--out", default=str(HERE))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    model = load(args.model)
+    info = {"model": args.model, "files": []}
+
+    def shot(viewer, name):
+        close_toasts(viewer)
+        QApplication.processEvents()
+        viewer.screenshot(str(out / name), canvas_only=False, flash=False)
+        info["files"].append(name)
+
+    # ---- 2-D nuclei: before / after a few clicks
+    viewer = napari.Viewer(title="napari-fcfi")
+    viewer.window._qt_window.resize(1500, 950)
+    data, meta, _ = load_sample("nuclei2d")[0]
+    viewer.add_image(data, **meta)
+    w = FCFIWidget(viewer, model=model)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation (FCFI)", area="right")
+    w.device_combo.setCurrentText("cpu")
+    w.click_mode_check.setChecked(True)
+    shot(viewer, "2d-before.png")
+    points = seeds(data, 6)
+    for y, x in points:
+        w.add_click((y, x), True)
+        w.wait(300)
+        w.finish_object()
+        w.wait()
+    # one more object with a correction click, left active so its clicks are visible
+    y, x = seeds(data, 9)[-1]
+    w.add_click((y, x), True)
+    w.wait(300)
+    shot(viewer, "2d-after.png")
+    info["objects_2d"] = int(len(np.unique(w.labels_layer.data)) - 1)
+    viewer.close()
+
+    # ---- 3-D stack: propagation in progress, then the result
+    viewer = napari.Viewer(title="napari-fcfi")
+    viewer.window._qt_window.resize(1500, 950)
+    data, meta, _ = load_sample("nuclei3d")[0]
+    layer = viewer.add_image(data, **meta)
+    w = FCFIWidget(viewer, model=model)
+    viewer.window.add_dock_widget(w, name="Interactive segmentation (FCFI)", area="right")
+    w.device_combo.setCurrentText("cpu")
+    z = data.shape[0] // 2
+    viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
+    y, x = seeds(data[z], 3, min_area=150)[1]
+    w.add_click((z, y, x), True)
+    w.wait(300)
+    taken = {}
+
+    def on_progress(value):
+        if value == 5 and "mid" not in taken:
+            taken["mid"] = True
+            close_toasts(viewer)
+            viewer.screenshot(str(out / "stack-propagating.png"), canvas_only=False, flash=False)
+
+    w.progress.valueChanged.connect(on_progress)
+    w.propagate()
+    w.wait(900)
+    if "mid" in taken:
+        info["files"].append("stack-propagating.png")
+    slices = [int(i) for i in np.flatnonzero((w.labels_layer.data == w.object_id).any((1, 2)))]
+    info["propagated_slices"] = slices
+    viewer.dims.ndisplay = 3
+    viewer.camera.angles = (0, -60, 60)
+    layer.visible = False
+    shot(viewer, "stack-propagated-3d.png")
+    viewer.close()
+    (out / "screenshots.json").write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps(info, indent=1))
+    return info
+
+
+if __name__ == "__main__":
+    main()
