@@ -8,6 +8,7 @@ writes JSON.
 
     python benchmarks/bench_click.py                       # built-in model
     python benchmarks/bench_click.py --model stub          # analytic stand-in network
+    python benchmarks/bench_click.py --model w1-h18s --target-size 700   # HRNet-W18 timing
     python benchmarks/bench_click.py --model path/to/checkpoint --sizes 512 8000
 """
 
@@ -44,12 +45,29 @@ def load(model: str | None, device):
         from napari_fcfi.model.stub import StubNet
 
         return StubNet(), "StubNet"
+    if model in ("w1-h18s", "w1-r101"):  # conformance architectures, synthetic W1 weights
+        from napari_fcfi.model.w1 import apply_w1
+
+        if model == "w1-h18s":
+            from napari_fcfi.model.hrnet_model import HRNetModel
+
+            net = HRNetModel(width=18, ocr_width=48, mid_ch=64)
+        else:
+            from napari_fcfi.model.deeplab import DeeplabModel
+
+            net = DeeplabModel(aspp_dropout=0.2)
+        return apply_w1(net).eval(), model
     return napari_fcfi.load_model(model, device=device), model or "built-in"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="'stub', a model name or a checkpoint path")
+    ap.add_argument(
+        "--model",
+        default=None,
+        help="'stub', 'w1-h18s', 'w1-r101', a model name or a checkpoint path (default: built-in)",
+    )
+    ap.add_argument("--target-size", type=int, default=None, help="zoom_in_target_size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 8000])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--clicks", type=int, default=5, choices=range(2, len(CLICKS) + 1))
@@ -61,10 +79,11 @@ def main(argv=None) -> int:
     import torch
 
     from napari_fcfi import InteractiveSession, Predictor
+    from napari_fcfi.inference import PreparedImage
 
     torch.set_num_threads(args.threads)
     net, model_name = load(args.model, args.device)
-    predictor = Predictor(net, device=args.device)
+    predictor = Predictor(net, device=args.device, zoom_in_target_size=args.target_size)
     results = {
         "model": model_name,
         "device": str(predictor.device),
@@ -81,8 +100,9 @@ def main(argv=None) -> int:
         first, later, prep = [], [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            session = InteractiveSession(predictor, img)
+            prepared = PreparedImage(img, predictor.normalize)  # what a new image costs
             prep.append(time.perf_counter() - t0)
+            session = InteractiveSession(predictor, prepared)
             for k, (dy, dx, pos) in enumerate(CLICKS[: args.clicks]):
                 t0 = time.perf_counter()
                 session.add_click(c + dy, c + dx, pos)
