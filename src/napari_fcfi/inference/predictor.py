@@ -469,8 +469,14 @@ class Predictor:
             x = torch.cat(parts)
             if self.flip:
                 x = torch.cat([x, torch.flip(x, dims=[3])])
-            pts = torch.from_numpy(points if float_coords else points.astype(np.int64)).to(dev)
-            newp = torch.from_numpy(new_points).to(dev, torch.float64).to(torch.int64)
+            if not float_coords:
+                pts = torch.from_numpy(points.astype(np.int64)).to(dev)
+            elif dev.type == "mps":  # no float64 on Apple GPUs
+                pts = torch.from_numpy(points.astype(np.float32)).to(dev)
+            else:
+                pts = torch.from_numpy(points).to(dev)
+            # int64 casts truncate toward zero, as the official predictor's tensor cast
+            newp = torch.from_numpy(new_points.astype(np.int64)).to(dev)
             out = self.model(x[:, :3], x[:, 3:4], pts, newp, gate)
             maps = {"instances": out["instances"]}
             for key in ("feedback_ffcm", "feedback_cffm"):
