@@ -51,11 +51,11 @@ class FakePredictor:
 
 
 def stub_predictor():
-    """The engine's predictor around the analytic stub network."""
-    from napari_fcfi.inference import Predictor
+    """The batch-refinement predictor around the analytic stub network."""
     from napari_fcfi.model.stub import StubNet
+    from napari_fcfi.stack.refine import default_predictor
 
-    return Predictor(StubNet())
+    return default_predictor(StubNet())
 
 
 class BrightNet:

@@ -23,10 +23,10 @@ def _data(n=3):
 
 
 def _expected(img, labels, slices=None):
-    from napari_fcfi.inference import Predictor
     from napari_fcfi.stack import refine_labels
+    from napari_fcfi.stack.refine import default_predictor
 
-    return refine_labels(img, labels, Predictor(BrightNet()), slices=slices)[0]
+    return refine_labels(img, labels, default_predictor(BrightNet()), slices=slices)[0]
 
 
 @pytest.fixture

@@ -171,14 +171,12 @@ def test_bad_input_one_line_error_nothing_written(stack, stub_model, capsys, cas
 
 def test_local_cluster_one_worker(stack):
     """The default path: a dask.distributed LocalCluster (worker processes)."""
-    from napari_fcfi.inference import Predictor
-
     tmp, imgs, labs = stack
     job = stack_cli.prepare(
         tmp / "image.tif", tmp / "labels.tif", tmp / "out.zarr", model=StubNet, slices="0:3"
     )
     rows = stack_cli.execute(job, workers=1, progress=False)
-    ref, report = refine_labels(imgs, labs, Predictor(StubNet()), slices=slice(0, 3))
+    ref, report = refine_labels(imgs, labs, stub_predictor(), slices=slice(0, 3))
     np.testing.assert_array_equal(zarr.open_array(tmp / "out.zarr")[:], ref)
     assert rows == [r.as_dict() for r in report]
 

@@ -211,10 +211,9 @@ class RefineWidget(QWidget):
 
     def _get_predictor(self):
         if self._predictor is None:
-            from napari_fcfi import Predictor, load_model
+            from .stack.refine import default_predictor
 
-            model = self._model if self._model is not None else load_model()
-            self._predictor = Predictor(model)
+            self._predictor = default_predictor(self._model)
         return self._predictor
 
     # ------------------------------------------------------------- worker callbacks

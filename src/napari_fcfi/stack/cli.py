@@ -232,10 +232,10 @@ def _worker_predictor(model, threads: int):
     if key not in _PREDICTORS:
         import torch
 
-        from napari_fcfi import Predictor
+        from .refine import default_predictor
 
         torch.set_num_threads(max(1, threads))
-        _PREDICTORS[key] = Predictor(_load_model(model))
+        _PREDICTORS[key] = default_predictor(_load_model(model))
     return _PREDICTORS[key]
 
 

@@ -52,6 +52,8 @@ from scipy import ndimage as ndi
 __all__ = [
     "ObjectReport",
     "RefineCancelled",
+    "REFINE_PREDICTOR",
+    "default_predictor",
     "iter_refine",
     "refine_labels",
     "refine_slice",
@@ -386,11 +388,25 @@ def refine_slice(
 
 # ----------------------------------------------------------------------------- stacks
 
+#: Predictor settings for batch refinement, on top of the model's ``inference_defaults``:
+#: each object is seen in a window of at least 128 px (its bounding box times the model's
+#: zoom-in expansion ratio) resized to 128 px, so objects up to ~64 px are processed at
+#: native resolution, and without the horizontal-flip average. This keeps the cost per
+#: object small and constant; pass your own ``predictor`` to change it.
+REFINE_PREDICTOR = {"flip": False, "zoom_in_min_crop_size": 128, "zoom_in_target_size": 128}
 
-def _default_predictor():
+
+def default_predictor(model=None, **overrides):
+    """A :class:`napari_fcfi.Predictor` for batch refinement (:data:`REFINE_PREDICTOR`).
+
+    ``model`` defaults to the built-in model (``load_model()``); ``overrides`` are further
+    Predictor keyword arguments.
+    """
     from napari_fcfi import Predictor, load_model
 
-    return Predictor(load_model())
+    if model is None:
+        model = load_model()
+    return Predictor(model, **{**REFINE_PREDICTOR, **overrides})
 
 
 def iter_refine(
@@ -413,7 +429,7 @@ def iter_refine(
     split_channels(image.shape, labels.shape)  # validates; a slice keeps its channel axis
     indices = slice_indices(labels.shape, slices)
     if predictor is None:
-        predictor = _default_predictor()
+        predictor = default_predictor()
     done: list = []
     for index in indices:
         if cancel is not None and cancel():
@@ -451,8 +467,8 @@ def refine_labels(
         numpy or dask (or zarr) arrays; ``labels`` is (..., Y, X) integer ids and ``image``
         the same shape, optionally with a last channel axis (C <= 4).
     predictor
-        a :class:`napari_fcfi.Predictor`; default the built-in model
-        (``Predictor(load_model())``).
+        a :class:`napari_fcfi.Predictor`; default :func:`default_predictor` (the built-in
+        model with the :data:`REFINE_PREDICTOR` settings).
     min_size, extra_clicks, click_distance, min_iou
         the rules of the module docstring.
     batch_size
