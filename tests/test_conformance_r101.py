@@ -1,0 +1,203 @@
+"""Conformance of the DeepLabV3+ / ResNet-101 FCFI network with the official ``r101`` vectors.
+
+The network is built from the official ``config.json``, loaded with formula-W1 weights and
+run on the two network-level cases of ``shared/conformance/r101`` (``first_click`` and
+``later_click``). Tolerances are the README's recommended ones. The model is built once and
+every case is run once per test session (ResNet-101 at 320x480 takes about 2 s on 2 threads).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_fcfi.model.deeplab import DeeplabModel
+from napari_fcfi.model.ffcm import focus_box
+from napari_fcfi.model.w1 import w1_state_dict
+
+CASES = ("first_click", "later_click")
+
+
+def _official_kwargs(config: dict) -> dict:
+    """Constructor kwargs from an official ``_config`` (only BatchNorm2d classes occur)."""
+    assert config["class"] == DeeplabModel.official_class
+    kwargs = {}
+    for name, spec in config["params"].items():
+        value = spec["value"]
+        if spec["type"] == "class":
+            assert value == "torch.nn.modules.batchnorm.BatchNorm2d", value
+            value = torch.nn.BatchNorm2d
+        kwargs[name] = value
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def r101_dir(conformance_dir):
+    return conformance_dir / "r101"
+
+
+@pytest.fixture(scope="module")
+def keys(r101_dir):
+    return json.loads((r101_dir / "keys.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def model(r101_dir, keys):
+    config = json.loads((r101_dir / "config.json").read_text())
+    net = DeeplabModel(**_official_kwargs(config))
+    net.load_state_dict(w1_state_dict(keys), strict=True)
+    return net.eval()
+
+
+def _inputs(d: dict, new_points_dtype=torch.int64):
+    image = torch.from_numpy(d["image"]).permute(2, 0, 1)[None]
+    prev = torch.from_numpy(d["prev_mask"])[None, None]
+    points = torch.from_numpy(d["points"])
+    new_points = torch.from_numpy(d["new_points"]).to(new_points_dtype)
+    return image, prev, points, new_points, float(d["gate"])
+
+
+@pytest.fixture(scope="module")
+def runs(model, r101_dir):
+    """Reference arrays and our outputs (with the stride-4 maps) for both cases."""
+    out = {}
+    for case in CASES:
+        d = dict(np.load(r101_dir / f"{case}.npz"))
+        # the official predictor passes new_points as int64; float32 gives identical results
+        dtype = torch.float32 if case == "first_click" else torch.int64
+        with torch.inference_mode():
+            res = model(*_inputs(d, dtype), return_lowres=True)
+        out[case] = d, {k: v[0, 0].numpy() for k, v in res.items()}
+    return out
+
+
+def test_state_dict_names_shapes_dtypes_equal_official(model, keys):
+    ours = [
+        [k, list(v.shape), str(v.dtype).removeprefix("torch.")]
+        for k, v in model.state_dict().items()
+    ]
+    assert len(ours) == len(keys) == 781
+    assert ours == keys
+
+
+def _assert_logits(ours, ref, what):
+    scale = float(np.abs(ref).max())
+    diff = np.abs(ours - ref)
+    assert ours.shape == ref.shape, what
+    assert diff.max() <= 1e-4 * scale, f"{what}: max|d| {diff.max():.3g} (scale {scale:.3g})"
+    assert diff.mean() <= 1e-5 * scale, f"{what}: mean|d| {diff.mean():.3g} (scale {scale:.3g})"
+
+
+def _assert_close(ours, ref, tol, what):
+    assert ours.shape == ref.shape, what
+    diff = float(np.abs(ours - ref).max())
+    assert diff <= tol, f"{what}: max|d| {diff:.3g} > {tol}"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_instances_match_official(runs, case):
+    ref, ours = runs[case]
+    _assert_logits(ours["instances"], ref["instances"], "instances")
+    _assert_logits(ours["lowres_instances"], ref["lowres_instances"], "lowres_instances")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_feedback_maps_match_official(runs, case):
+    ref, ours = runs[case]
+    _assert_close(ours["feedback_ffcm"], ref["updated_feedback1"], 1e-4, "feedback_ffcm")
+    _assert_close(ours["lowres_feedback1"], ref["lowres_feedback1"], 1e-4, "lowres_feedback1")
+    _assert_close(ours["feedback_cffm"], ref["updated_feedback2"], 1e-4, "feedback_cffm")
+    _assert_close(ours["lowres_feedback2"], ref["lowres_feedback2"], 1e-4, "lowres_feedback2")
+
+
+def test_feedback1_upsampling_quirk(runs):
+    """r101 upsamples FFCM's output without align_corners (the others with it)."""
+    import torch.nn.functional as F
+
+    ref, ours = runs["later_click"]
+    low = torch.from_numpy(ours["lowres_feedback1"])[None, None]
+    size = ref["updated_feedback1"].shape
+    plain = F.interpolate(low, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+    corners = F.interpolate(low, size=size, mode="bilinear", align_corners=True)[0, 0].numpy()
+    np.testing.assert_array_equal(ours["feedback_ffcm"], plain)
+    # the flag matters at the tolerance: the other choice is clearly off
+    assert np.abs(corners - ref["updated_feedback1"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_disk_maps_and_focus_box_exact(model, runs, case):
+    ref, ours = runs[case]
+    h, w = ref["image"].shape[:2]
+    disks = model.click_maps(torch.from_numpy(ref["points"]), h, w, torch.float32)
+    np.testing.assert_array_equal(disks[0].numpy().astype(np.uint8), ref["disk_maps"])
+    fh, fw = ours["lowres_instances"].shape
+    assert (fh, fw) == ref["lowres_feedback1"].shape == (h // 4, w // 4)
+    y, x, _ = ref["new_points"][0, 0]
+    ratio = model.feature_extractor.correction_module.expansion_ratio
+    box_in, box_feat, _ = focus_box(float(y), float(x), (h, w), (fh, fw), ratio)
+    np.testing.assert_array_equal(box_in, ref["ffcm_box_input"])
+    np.testing.assert_array_equal(box_feat, ref["ffcm_box_feat"])
+    # outside the focus box the FFCM leaves the (resized) feedback unchanged
+    y0, x0, y1, x1 = box_feat
+    outside = np.ones((fh, fw), bool)
+    outside[y0:y1, x0:x1] = False
+    prev = torch.from_numpy(ref["prev_mask"])[None, None]
+    resized = torch.nn.functional.interpolate(
+        prev, size=(fh, fw), mode="bilinear", align_corners=True
+    )
+    np.testing.assert_allclose(
+        ours["lowres_feedback1"][outside], resized[0, 0].numpy()[outside], atol=1e-7
+    )
+
+
+def test_batch_of_two_cases_with_per_sample_gate(model, runs):
+    """Both scenes in one batch (points padded to the same N, gate per sample)."""
+    first, _ = runs["first_click"]
+    later, _ = runs["later_click"]
+    n = later["points"].shape[1] // 2
+    pad = np.full((1, 2 * n, 3), -1, np.float32)
+    pad[:, 0] = first["points"][:, 0]  # the single positive click; no negative clicks
+    image = torch.cat([_inputs(first)[0], _inputs(later)[0]])
+    prev = torch.cat([_inputs(first)[1], _inputs(later)[1]])
+    points = torch.from_numpy(np.concatenate([pad, later["points"]]))
+    new_points = torch.from_numpy(np.concatenate([first["new_points"], later["new_points"]]))
+    gate = torch.tensor([0.0, 1.0])
+    with torch.inference_mode():
+        out = model(image, prev, points, new_points, gate)
+    assert set(out) == {"instances", "feedback_ffcm", "feedback_cffm"}
+    for key in out:
+        assert out[key].shape == (2, 1, 320, 480)
+    for i, ref in enumerate((first, later)):
+        _assert_logits(out["instances"][i, 0].numpy(), ref["instances"], f"instances[{i}]")
+        _assert_close(out["feedback_ffcm"][i, 0].numpy(), ref["updated_feedback1"], 1e-4, "fb1")
+        _assert_close(out["feedback_cffm"][i, 0].numpy(), ref["updated_feedback2"], 1e-4, "fb2")
+
+
+def test_bad_inputs_raise_value_error(model):
+    image = torch.zeros(1, 3, 64, 64)
+    points = torch.tensor([[[10.0, 10.0, 0.0], [-1.0, -1.0, -1.0]]])
+    new_points = torch.tensor([[[10.0, 10.0, 1.0]]])
+    with pytest.raises(ValueError, match="prev_mask"):
+        model(image, torch.zeros(1, 1, 32, 32), points, new_points, 0.0)
+    with pytest.raises(ValueError, match="image"):
+        model(torch.zeros(1, 4, 64, 64), torch.zeros(1, 1, 64, 64), points, new_points, 0.0)
+    with pytest.raises(ValueError, match="points"):
+        model(image, torch.zeros(1, 1, 64, 64), points[0], new_points, 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"backbone": "resnet18"}, "resnet18"),
+        ({"with_aux_output": True}, "with_aux_output"),
+        ({"use_disks": False}, "use_disks"),
+        ({"use_rgb_conv": True}, "use_rgb_conv"),
+        ({"aspp_dropout": 1.5}, "aspp_dropout"),
+    ],
+)
+def test_unsupported_official_options_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DeeplabModel(**kwargs)
