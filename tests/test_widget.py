@@ -432,3 +432,41 @@ def test_click_mode_mouse_buttons(viewer2d):
     press_release(layer, (50, 50))
     assert layer.features["positive"].tolist() == [True, False, False, False]
     assert (w.labels_layer.data == 1)[30, 40]
+
+
+def test_works_through_public_only_proxy(make_napari_viewer):
+    """napari gives plugin widgets a PublicOnlyProxy viewer: no private access allowed."""
+    import warnings
+
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_fcfi._widget import FCFIWidget
+
+    viewer = make_napari_viewer()
+    stack = np.zeros((5, 40, 40), dtype=np.uint8)
+    stack[:, :3, :3] = 255
+    viewer.add_image(stack, name="stack")
+    seg = np.zeros((5, 40, 40), dtype=np.uint16)
+    viewer.add_labels(seg, name="seg")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Private attribute access")
+        w = FCFIWidget(PublicOnlyProxy(viewer), model=_stub())
+        viewer.window.add_dock_widget(w)
+        w.zoom_check.setChecked(False)
+        w.flip_check.setChecked(False)
+        w.labels_combo.setCurrentText("seg")
+        assert w.labels_layer is viewer.layers["seg"]
+        viewer.dims.set_point(0, 2)
+        click(w, (2, 20, 20))
+        w.propagate()
+        w.wait()
+        assert all(viewer.layers["seg"].data[z, 20, 20] == 1 for z in range(5))
+        w.undo()
+        w.wait()
+        assert [bool(viewer.layers["seg"].data[z].any()) for z in range(5)] == [0, 0, 1, 0, 0]
+        w.reset_object()
+        w.wait()
+        assert not viewer.layers["seg"].data.any()
+        viewer.layers.remove("seg")
+        w.wait()
+        assert w.labels_layer is None

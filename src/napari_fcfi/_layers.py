@@ -21,6 +21,12 @@ NEGATIVE_COLOR = "#ff2020"
 SliceKey = tuple[int, ...]
 
 
+def unwrap(obj):
+    """The object behind napari's ``PublicOnlyProxy`` (plugin widgets get proxied viewers and
+    layers; identity checks need the real layer)."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 def spatial_shape(image_layer) -> tuple[int, ...]:
     """Shape of the image without its channel axis: ``(*stack_axes, Y, X)``."""
     shape = tuple(int(s) for s in image_layer.data.shape)

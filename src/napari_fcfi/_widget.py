@@ -302,7 +302,7 @@ class FCFIWidget(QWidget):
 
     def _on_image_choice(self, index=None) -> None:
         name = self.image_combo.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = _layers.unwrap(self.viewer.layers[name]) if name in self.viewer.layers else None
         if layer is not self._image_layer:
             self._drop_object()
             self._image_layer = layer
@@ -319,7 +319,7 @@ class FCFIWidget(QWidget):
         layer = (
             None
             if name == NEW_LABELS or name not in self.viewer.layers
-            else self.viewer.layers[name]
+            else _layers.unwrap(self.viewer.layers[name])
         )
         if layer is not self._labels_layer:
             self._drop_object()
@@ -329,7 +329,7 @@ class FCFIWidget(QWidget):
         self._update_status()
 
     def _on_layer_removed(self, event) -> None:
-        layer = event.value
+        layer = _layers.unwrap(event.value)
         if layer is self._clicks_layer:
             self._clicks_layer = None
             self._stop_points = []
@@ -773,28 +773,24 @@ class FCFIWidget(QWidget):
         self._submit(_Job(work, on_done=done, writes=True, object_id=object_id, name=which))
 
     def _undo_propagation(self, undo: bool) -> None:
+        """Undo (or redo) the last propagation as one step, pixel by pixel: only pixels
+        that still hold the propagation's result (or the state before it) change."""
         prop = self._propagation
         labels = self._labels_layer
-        history = labels._undo_history if undo else labels._redo_history
-        if not history or history[-1] is not prop["item" if undo else "redo_item"]:
-            # napari's history moved on (e.g. the user painted): don't undo something else
+        if labels is None or labels not in self.viewer.layers:
             self._propagation = None
-            self._session_step("undo" if undo else "redo")
             return
-        if undo:
-            labels.undo()
-            prop["redo_item"] = labels._redo_history[-1]
-        else:
-            labels.redo()
-            prop["item"] = labels._undo_history[-1]
+        src, dst = (prop["after"], prop["before"]) if undo else (prop["before"], prop["after"])
+        with _layers.history_group(labels):
+            for k, target in dst.items():
+                plane = _layers.read_plane(labels, k)
+                _layers.set_plane(labels, k, np.where(plane == src[k], target, plane))
         prop["undone"] = undo
-        for key in prop["keys"]:
-            state = self._slices.get(key)
+        for k in dst:
+            state = self._slices.get(k)
             if state is not None:
-                state.written = _layers.read_object(labels, key, prop["object_id"])
-        self._set_status(
-            ("undid" if undo else "redid") + f" propagation over {len(prop['keys'])} slices"
-        )
+                state.written = _layers.read_object(labels, k, prop["object_id"])
+        self._set_status(("undid" if undo else "redid") + f" propagation over {len(dst)} slices")
 
     def finish_object(self) -> None:
         """Finish the current object; the next click starts a new one (fresh id)."""
@@ -867,7 +863,9 @@ class FCFIWidget(QWidget):
         settings = self._settings()
         iou_threshold = float(self.iou_spin.value())
         prefix = key[:-1]
-        run = {"keys": [], "stopped": [], "object_id": object_id, "started": False}
+        # slices are previewed as they arrive and committed at the end (also on cancel)
+        # as ONE napari history step
+        run = {"before": {}, "after": {}, "stopped": []}
 
         def work():
             predictor = self._get_predictor(settings)
@@ -890,36 +888,44 @@ class FCFIWidget(QWidget):
             if not self._alive(object_id):
                 return
             k = prefix + (step.index,)
-            self._begin_group(labels, run)
             plane = _layers.read_plane(labels, k)
-            state = self._slices.get(k)
-            if state is None:
-                state = self._slices[k] = _SliceState(
-                    before=plane.copy(), written=plane == object_id
-                )
             new = _layers.compose_object(
                 plane, step.mask, object_id, self.overwrite_check.isChecked()
             )
-            _layers.set_plane(labels, k, new)
-            state.written = new == object_id
-            state.session = None  # the next click there starts from this mask
-            run["keys"].append(k)
+            run["before"].setdefault(k, plane)
+            run["after"][k] = new
+            labels.data[k] = new  # preview only; recorded in the history in finish()
+            labels.refresh()
 
         def finish():
-            self._end_group(labels, run)
             self.progress.setVisible(False)
             self.cancel_button.setVisible(False)
-            if run["keys"] and labels in self.viewer.layers and labels._undo_history:
-                self._propagation = {
-                    "item": labels._undo_history[-1],
-                    "redo_item": None,
-                    "keys": run["keys"],
-                    "object_id": object_id,
-                    "undone": False,
-                }
+            after = run["after"]
+            if not after or not self._alive(object_id):
+                self._set_status("propagation: nothing written")
+                return
+            for k, plane in run["before"].items():
+                labels.data[k] = plane
+            with _layers.history_group(labels):
+                for k, plane in after.items():
+                    _layers.set_plane(labels, k, plane)
+            for k, plane in after.items():
+                state = self._slices.get(k)
+                if state is None:
+                    state = self._slices[k] = _SliceState(
+                        before=run["before"][k].copy(), written=plane == object_id
+                    )
+                state.written = plane == object_id
+                state.session = None  # the next click there starts from this mask
+            self._propagation = {
+                "before": run["before"],
+                "after": after,
+                "object_id": object_id,
+                "undone": False,
+            }
             why = ", ".join(f"slice {i}: {r}" for i, r in run["stopped"]) or "end of stack"
             self._set_status(
-                f"propagated object {object_id} to {len(run['keys'])} slices (stopped at {why})"
+                f"propagated object {object_id} to {len(after)} slices (stopped at {why})"
             )
 
         job = _Job(work, on_yield=on_yield, on_done=lambda _: finish(), name="propagate")
@@ -929,16 +935,6 @@ class FCFIWidget(QWidget):
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
         self._submit(job)
-
-    def _begin_group(self, labels, run) -> None:
-        if not run["started"]:
-            labels._begin_stroke()
-            run["started"] = True
-
-    def _end_group(self, labels, run) -> None:
-        if run["started"]:
-            run["started"] = False
-            labels._commit_stroke()
 
     def cancel_propagation(self) -> None:
         """Stop a running propagation; the slices done so far are kept (one undo step)."""
