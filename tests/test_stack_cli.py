@@ -188,3 +188,26 @@ def test_help_is_light():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_failing_slice_reports_and_keeps_partial(stack, stub_model, monkeypatch, capsys):
+    tmp, imgs, labs = stack
+    real = stack_cli.slice_task
+
+    def flaky(job, index, wanted, threads=1):
+        if index == (2,):
+            raise RuntimeError("CUDA out of memory\nlong traceback text")
+        return real(job, index, wanted)
+
+    monkeypatch.setattr(stack_cli, "slice_task", flaky)
+    assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", tmp / "out.zarr") == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "RuntimeError: CUDA out of memory" in err and "resume" in err
+    assert (tmp / "out.zarr").exists() and not zarr.open_array(tmp / "out.zarr").attrs[
+        "napari_fcfi_refine"
+    ].get("complete")
+    monkeypatch.setattr(stack_cli, "slice_task", real)
+    assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", tmp / "out.zarr") == 0
+    np.testing.assert_array_equal(
+        zarr.open_array(tmp / "out.zarr")[:], refine_labels(imgs, labs, stub_predictor())[0]
+    )

@@ -127,7 +127,18 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"napari-fcfi refine: error: {exc}", file=sys.stderr)
         return 2
-    execute(job, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    try:
+        execute(job, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a failing slice task: keep the partial output for a re-run
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(
+            f"napari-fcfi refine: error: {type(exc).__name__}: {msg} (finished slices are kept; "
+            "run the same command again to resume)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -333,6 +344,8 @@ def _run_distributed(job, todo, workers, scheduler, bar) -> None:
     else:
         client = Client(scheduler)
         threads = 1
+    # what a task needs (not the slice lists: they grow with the stack)
+    job = {k: job[k] for k in ("image", "labels", "work", "model", "options")}
     try:
         futures = [
             client.submit(
