@@ -470,3 +470,23 @@ def test_works_through_public_only_proxy(make_napari_viewer):
         viewer.layers.remove("seg")
         w.wait()
         assert w.labels_layer is None
+
+
+def test_4d_time_and_z(make_napari_viewer):
+    """(T, Z, Y, X): a click touches one plane; propagation runs along Z at that time."""
+    viewer = make_napari_viewer()
+    data = np.zeros((3, 4, 32, 32), dtype=np.uint8)
+    data[..., :3, :3] = 255
+    viewer.add_image(data, name="tzyx")
+    w = _widget(viewer)
+    viewer.dims.set_point(0, 1)
+    viewer.dims.set_point(1, 2)
+    click(w, (1, 2, 16, 16))
+    lab = w.labels_layer.data
+    assert lab.shape == (3, 4, 32, 32)
+    assert lab[1, 2, 16, 16] == 1 and (lab != 0).sum() == (lab[1, 2] != 0).sum()
+    w.propagate()
+    w.wait()
+    lab = w.labels_layer.data
+    assert all(lab[1, z, 16, 16] == 1 for z in range(4))
+    assert not lab[0].any() and not lab[2].any()
