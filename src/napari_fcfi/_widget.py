@@ -457,6 +457,9 @@ class FCFIWidget(QWidget):
             return
         if event.button not in (1, 2):
             return
+        if self.viewer.dims.ndisplay != 2:
+            self._show_error("switch the viewer to 2-D (Ctrl+Y) to click")
+            return
         start = np.asarray(event.pos, dtype=float)
         yield
         moved = False
