@@ -13,7 +13,7 @@ def normalized_focal_loss(
     from_logits: bool = True,
     alpha: float = 0.5,
     gamma: float = 2.0,
-    eps: float = 1e-8,
+    eps: float = 1e-6,
 ) -> torch.Tensor:
     """Mean over the batch of the per-sample normalised focal loss.
 
@@ -28,7 +28,7 @@ def normalized_focal_loss(
     if from_logits:
         p = torch.sigmoid(pred)
         log_pt = torch.where(t > 0.5, F.logsigmoid(pred), F.logsigmoid(-pred))
-    else:
+    else:  # eps must be representable next to 1 in float32 (1 - 1e-8 == 1 there)
         p = pred.clamp(eps, 1.0 - eps)
         log_pt = torch.where(t > 0.5, torch.log(p), torch.log1p(-p))
     pt = torch.where(t > 0.5, p, 1.0 - p)

@@ -274,6 +274,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
     ratio = model.params["expansion_ratio"]
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     t_start = time.time() - elapsed
+    bad_steps = 0
     while step < cfg.steps:
         if cfg.time_limit and elapsed >= 60.0 * cfg.time_limit:
             break
@@ -288,8 +289,12 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         pts, new = _to_batch(clicks, images.device)
         out = model(images, prev, pts, new, gate)
         loss, terms = compute_losses(out, target_t, new, ratio)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
+        if not torch.isfinite(loss):  # skip the update; give up if it keeps happening
+            bad_steps += 1
+            if bad_steps > 10:
+                raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
+            continue
+        bad_steps = 0
         f = lr_factor(step, cfg, elapsed)
         for g in opt.param_groups:
             g["lr"] = cfg.lr * g["base"] * f

@@ -1,0 +1,245 @@
+"""Training pipeline: data, click sampling, losses, a tiny run, resume, fine-tuning, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from skimage.draw import disk
+
+from napari_fcfi.model.lite import BUILTIN_WEIGHTS, FCFILite, load_lite, save_lite
+from napari_fcfi.training.data import (
+    AugmentConfig,
+    SampleGenerator,
+    load_items,
+    robot_click,
+    sample_points,
+    split_ids,
+)
+from napari_fcfi.training.losses import normalized_focal_loss, soft_focus_weight
+from napari_fcfi.training.trainer import TrainConfig, train
+
+
+def _write_dataset(root, n=2, size=96, rgb=False, dtype=np.uint8):
+    """``n`` synthetic images of bright disks (nuclei) with instance labels."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(n):
+        lab = np.zeros((size, size), np.uint16)
+        for k, (cy, cx, r) in enumerate([(25, 25, 9), (60, 35, 11), (40, 70, 8)], start=1):
+            rr, cc = disk((cy + 3 * i, cx), r, shape=lab.shape)
+            lab[rr, cc] = k
+        img = (lab > 0) * 150.0 + 30 + rng.normal(0, 8, lab.shape)
+        if dtype == np.uint16:
+            img = img * 40
+        img = np.clip(img, 0, np.iinfo(dtype).max).astype(dtype)
+        if rgb:
+            img = np.stack([img, img // 2, img], axis=-1)
+        tifffile.imwrite(root / "images" / f"img{i}.tif", img)
+        tifffile.imwrite(root / "labels" / f"img{i}.tif", lab)
+    return root / "images", root / "labels"
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return _write_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def init_weights(tmp_path):
+    torch.manual_seed(0)
+    return save_lite(FCFILite(), tmp_path / "init.safetensors")
+
+
+def test_split_ids_uses_project_split():
+    from napari_fcfi.splits import is_validation
+
+    ids = [f"{i:016x}" for i in range(200)]
+    train_ids, val_ids = split_ids(ids)
+    assert val_ids == [i for i in ids if is_validation(i)]
+    assert set(train_ids).isdisjoint(val_ids) and len(train_ids) + len(val_ids) == 200
+    tr, va = split_ids(ids, 0.25)
+    assert 25 < len(va) < 75 and split_ids(ids, 0.25) == (tr, va)
+    assert split_ids(ids, 0.0) == (ids, [])
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_ids(ids, 1.5)
+
+
+@pytest.mark.parametrize("rgb,dtype", [(False, np.uint8), (True, np.uint8), (False, np.uint16)])
+def test_sample_generator(tmp_path, rgb, dtype):
+    images, labels = _write_dataset(tmp_path / "d", rgb=rgb, dtype=dtype)
+    items = load_items(images, labels)
+    assert [len(it.objects) for it in items] == [3, 3]
+    gen = SampleGenerator(items, AugmentConfig(crop=64))
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        s = gen.sample(rng)
+        assert s["image"].shape == (3, 64, 64) and s["image"].dtype == np.float32
+        assert 0 <= s["image"].min() and s["image"].max() <= 1
+        assert s["target"].sum() >= 6
+        # the target is one instance of the crop's labels
+        assert np.unique(s["labels"][s["target"]]).size == 1
+
+
+def test_load_items_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ValueError, match="no image"):
+        load_items(tmp_path / "a", tmp_path / "b")
+    with pytest.raises(ValueError, match="not a directory"):
+        load_items(tmp_path / "missing", tmp_path / "b")
+
+
+def test_sample_points_and_robot_click():
+    rng = np.random.default_rng(1)
+    labels = np.zeros((64, 64), np.int32)
+    rr, cc = disk((30, 30), 10)
+    labels[rr, cc] = 1
+    rr, cc = disk((30, 52), 6)
+    labels[rr, cc] = 2
+    target = labels == 1
+    for _ in range(20):
+        clicks = sample_points(target, labels, rng)
+        y, x, pos = clicks[0]
+        assert pos and target[y, x]
+        assert (y - 30) ** 2 + (x - 30) ** 2 <= 7**2  # interior: at least 40 % of max depth
+        for y, x, pos in clicks[1:]:
+            assert target[y, x] == pos
+    # robot: an empty prediction -> a positive click at the centre; exact -> None
+    assert robot_click(target, np.zeros_like(target)) == (30, 30, True)
+    assert robot_click(target, target.copy()) is None
+    fp = target | (labels == 2)
+    y, x, pos = robot_click(target, fp)
+    assert not pos and labels[y, x] == 2
+
+
+def test_normalized_focal_loss():
+    t = torch.zeros(2, 1, 8, 8)
+    t[:, :, 2:6, 2:6] = 1
+    good = normalized_focal_loss((t * 2 - 1) * 10, t)
+    bad = normalized_focal_loss(-(t * 2 - 1) * 10, t)
+    assert good < 1e-3 < bad and torch.isfinite(bad)
+    # probabilities, and a weight that excludes the wrong half
+    p = t.clone()
+    p[..., 4:] = 1 - p[..., 4:]
+    w = torch.zeros_like(t)
+    w[..., :4] = 1
+    assert normalized_focal_loss(p, t, weight=w, from_logits=False) < 1e-3
+    assert normalized_focal_loss(p, t, from_logits=False) > 0.1
+    fw = soft_focus_weight(torch.tensor([[[20.0, 30.0, 1.0]]]), 64, 96, 0.3)
+    assert fw.shape == (1, 1, 64, 96)
+    assert fw[0, 0, 20, 30] > 0.85 and fw[0, 0, 0, 0] < 0.01 and fw[0, 0, 20, 80] < 0.01
+
+
+def _cfg(images, labels, out, init, **kw):
+    base = dict(
+        images=str(images),
+        labels=str(labels),
+        out=str(out),
+        init=str(init),
+        steps=3,
+        crop=64,
+        batch=2,
+        val_fraction=0.0,
+        warmup=2,
+        ckpt_every=1,
+        seed=3,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_training_run_and_resume(tmp_path, dataset, init_weights):
+    images, labels = dataset
+    # uninterrupted: 3 steps
+    full = _cfg(images, labels, tmp_path / "full.safetensors", init_weights)
+    summary = train(full, progress=False)
+    assert summary["steps"] == 3
+    log = [json.loads(line) for line in (tmp_path / "full.run" / "log.jsonl").open()]
+    assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
+    assert {"instances", "instances_aux", "ffcm", "cffm"} <= set(log[0])
+    # interrupted after 2 steps, then resumed to 3
+    part = _cfg(images, labels, tmp_path / "part.safetensors", init_weights, steps=2)
+    train(part, progress=False)
+    ck = torch.load(tmp_path / "part.run" / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 2
+    resumed = _cfg(images, labels, tmp_path / "part.safetensors", init_weights)
+    assert train(resumed, progress=False, resume=True)["steps"] == 3
+    a = load_lite(tmp_path / "full.safetensors").state_dict()
+    b = load_lite(tmp_path / "part.safetensors").state_dict()
+    init = load_lite(init_weights).state_dict()
+    assert not torch.equal(a["head.1.weight"], init["head.1.weight"])  # it trained
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    cfg = json.loads((tmp_path / "part.json").read_text())
+    assert cfg["training"]["steps"] == 3 and cfg["arch"] == "fcfi-lite"
+
+
+def test_resume_without_checkpoint_raises(tmp_path, dataset, init_weights):
+    cfg = _cfg(*dataset, tmp_path / "x.safetensors", init_weights)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(cfg, progress=False, resume=True)
+
+
+@pytest.mark.skipif(not BUILTIN_WEIGHTS.is_file(), reason="built-in weights not shipped yet")
+def test_finetune_builtin_via_cli(tmp_path, dataset):
+    from napari_fcfi.cli import main
+
+    images, labels = dataset
+    out = tmp_path / "mine.safetensors"
+    rc = main(
+        [
+            "train",
+            "--images",
+            str(images),
+            "--labels",
+            str(labels),
+            "--init",
+            "builtin",
+            "--steps",
+            "1",
+            "--crop",
+            "64",
+            "--batch",
+            "2",
+            "--val-fraction",
+            "0",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    net = load_lite(out)
+    ref = load_lite(BUILTIN_WEIGHTS)
+    assert net.inference_defaults == ref.inference_defaults
+    assert not torch.equal(net.state_dict()["head.1.weight"], ref.state_dict()["head.1.weight"])
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--crop", "50"], "multiple of 32"),
+        (["--steps", "0"], "positive"),
+        (["--out", "x.pt"], "safetensors"),
+    ],
+)
+def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match):
+    from napari_fcfi.cli import main
+
+    images, labels = dataset
+    args = [
+        "train",
+        "--images",
+        str(images),
+        "--labels",
+        str(labels),
+        "--out",
+        str(tmp_path / "m.safetensors"),
+    ]
+    with pytest.raises(ValueError, match=match):
+        main(args + extra)
