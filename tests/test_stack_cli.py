@@ -148,11 +148,12 @@ def _bad_inputs(tmp, imgs, labs):
         "slices": (["image.tif", "labels.tif", "--slices", "7:9"], "selects no slice"),
         "format": (["image.png", "labels.tif"], "unsupported format"),
         "model": (["image.tif", "labels.tif", "--model", "nonsense"], "unknown model"),
+        "workers": (["image.tif", "labels.tif", "--workers", "0"], "positive"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["shape", "float", "unreadable", "missing", "slices", "format", "model"]
+    "case", ["shape", "float", "unreadable", "missing", "slices", "format", "model", "workers"]
 )
 @pytest.mark.parametrize("suffix", [".tif", ".zarr"])
 def test_bad_input_one_line_error_nothing_written(stack, stub_model, capsys, case, suffix):

@@ -114,6 +114,10 @@ def parse_slices(text: str | None, n: int) -> slice | None:
 
 def run(args) -> int:
     try:
+        if args.workers is not None and args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: expected a positive number")
+        if args.workers is not None and args.scheduler is not None:
+            raise ValueError("--workers sizes the local cluster; it cannot go with --scheduler")
         job = prepare(
             args.image,
             args.labels,
