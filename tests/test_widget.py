@@ -490,3 +490,20 @@ def test_4d_time_and_z(make_napari_viewer):
     lab = w.labels_layer.data
     assert all(lab[1, z, 16, 16] == 1 for z in range(4))
     assert not lab[0].any() and not lab[2].any()
+
+
+def test_switching_images(viewer2d):
+    w = _widget(viewer2d)
+    click(w, (30, 40))
+    labels2d = w.labels_layer
+    stack = np.zeros((3, 20, 20), dtype=np.uint8)
+    stack[:, :2, :2] = 255
+    viewer2d.add_image(stack, name="stack")
+    w.image_combo.setCurrentText("stack")
+    assert w.object_id is None
+    assert w.labels_layer is None  # the 2-D labels do not fit the stack
+    click(w, (1, 10, 10))
+    assert w.clicks_layer.ndim == 3
+    assert w.labels_layer is not labels2d and w.labels_layer.data.shape == (3, 20, 20)
+    assert w.labels_layer.data[1, 10, 10] == 1
+    assert labels2d.data[30, 40] == 1  # the first result is untouched

@@ -27,9 +27,15 @@ def unwrap(obj):
     return getattr(obj, "__wrapped__", obj)
 
 
+def image_data(image_layer):
+    """The full-resolution array of an image layer (level 0 of a multiscale layer)."""
+    data = image_layer.data
+    return data[0] if getattr(image_layer, "multiscale", False) else data
+
+
 def spatial_shape(image_layer) -> tuple[int, ...]:
     """Shape of the image without its channel axis: ``(*stack_axes, Y, X)``."""
-    shape = tuple(int(s) for s in image_layer.data.shape)
+    shape = tuple(int(s) for s in image_data(image_layer).shape)
     if getattr(image_layer, "rgb", False):
         shape = shape[:-1]
     if len(shape) < 2:
@@ -44,7 +50,7 @@ def image_slice(image_layer, key: SliceKey) -> np.ndarray:
     only that plane. Safe to call from a worker thread on the array itself (see
     :func:`slice_reader`).
     """
-    return slice_reader(image_layer.data)(key)
+    return slice_reader(image_data(image_layer))(key)
 
 
 def slice_reader(data):

@@ -305,7 +305,12 @@ class FCFIWidget(QWidget):
         layer = _layers.unwrap(self.viewer.layers[name]) if name in self.viewer.layers else None
         if layer is not self._image_layer:
             self._drop_object()
+            old_clicks, self._clicks_layer = self._clicks_layer, None
             self._image_layer = layer
+            if old_clicks is not None and old_clicks in self.viewer.layers:
+                # the clicks layer lives on the old image's grid: a new one is made on use
+                self.viewer.layers.remove(old_clicks)
+                self.click_mode_check.setChecked(False)
             if self._labels_layer is not None and layer is not None:
                 try:
                     _layers.check_labels_match(layer, self._labels_layer)
@@ -542,7 +547,7 @@ class FCFIWidget(QWidget):
         if not np.array_equal(current, state.written):
             feedback = current  # a hand edit since our last write: it is the new feedback
             state.written = current
-        read = _layers.slice_reader(image.data)
+        read = _layers.slice_reader(_layers.image_data(image))
         settings = self._settings()
 
         def work():
@@ -862,7 +867,7 @@ class FCFIWidget(QWidget):
             self._show_error(f"object {object_id} is empty on this slice; click it first")
             return
         stops = {k[-1] for k, _, _ in self._stop_points if k[:-1] == key[:-1]}
-        read = _layers.slice_reader(image.data)
+        read = _layers.slice_reader(_layers.image_data(image))
         settings = self._settings()
         iou_threshold = float(self.iou_spin.value())
         prefix = key[:-1]
