@@ -507,3 +507,31 @@ def test_switching_images(viewer2d):
     assert w.labels_layer is not labels2d and w.labels_layer.data.shape == (3, 20, 20)
     assert w.labels_layer.data[1, 10, 10] == 1
     assert labels2d.data[30, 40] == 1  # the first result is untouched
+
+
+def test_real_mouse_clicks_on_canvas(make_napari_viewer, qtbot):
+    """Qt mouse events on the canvas: left = positive, right and Ctrl+left = negative."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
+
+    viewer = make_napari_viewer(show=True)
+    img = np.zeros((64, 64), np.uint8)
+    img[:3, :3] = 255
+    viewer.add_image(img)
+    w = _widget(viewer)
+    w.click_mode_check.setChecked(True)
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.waitExposed(canvas)
+    c = QPoint(canvas.width() // 2, canvas.height() // 2)
+    for button, mod, offset in (
+        (Qt.LeftButton, Qt.NoModifier, QPoint(0, 0)),
+        (Qt.RightButton, Qt.NoModifier, QPoint(40, 0)),
+        (Qt.LeftButton, Qt.ControlModifier, QPoint(0, 40)),
+    ):
+        QTest.mousePress(canvas, button, mod, c + offset)
+        QTest.mouseRelease(canvas, button, mod, c + offset)
+        w.wait()
+    assert w.clicks_layer.features["positive"].tolist() == [True, False, False]
+    y, x = np.round(w.clicks_layer.data[0]).astype(int)
+    assert abs(y - 32) <= 2 and abs(x - 32) <= 2
+    assert w.labels_layer.data[y, x] == 1
