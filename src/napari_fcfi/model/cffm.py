@@ -14,7 +14,7 @@ API (stable; R101's DeepLab model and TRAIN's Lite model build on it)::
 What it computes:
 
 1. ``g = feature_conv(features)``: 1x1 conv-BN-ReLU to ``mid_channels``;
-2. ``fb2 = sigmoid(fusion_encoder(cat(g, feedback)))``: conv3x3-BN-ReLU, two depthwise-separable
+2. ``fb2 = sigmoid(fusion_encoder(cat(feedback, g)))``: conv3x3-BN-ReLU, two depthwise-separable
    conv-BN-ReLU and a 3x3 conv to one channel;
 3. ``r = residual_predictor(cat(features, fb2))``: 1x1 conv-BN-ReLU to one channel;
 4. ``features2 = features + gate * r`` (the one-channel residual is broadcast over channels).
@@ -58,7 +58,7 @@ class CollaborativeFusionModule(nn.Module):
                 f"{tuple(features.shape[-2:])}"
             )
         g = self.feature_conv(features)
-        fb2 = torch.sigmoid(self.fusion_encoder(torch.cat([g, feedback], dim=1)))
+        fb2 = torch.sigmoid(self.fusion_encoder(torch.cat([feedback, g], dim=1)))
         residual = self.residual_predictor(torch.cat([features, fb2], dim=1))
         if isinstance(gate, torch.Tensor) and gate.ndim == 1:
             gate = gate.to(features.dtype).view(-1, 1, 1, 1)

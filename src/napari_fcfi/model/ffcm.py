@@ -30,8 +30,8 @@ What it computes for one click (y, x, label):
 The focus box is centred on the click at input resolution with half-sizes
 ``int(r*H/2 + 0.5)`` and ``int(r*W/2 + 0.5)`` (r = ``expansion_ratio``), clamped to the
 image, and mapped to feature resolution as ``(floor(y0*h/H), floor(x0*w/W), ceil(y1*h/H),
-ceil(x1*w/W))`` (end-exclusive). At inference the encoder runs on the hard crop of ``info``
-to that box. In training (``is_training=True``) the encoder runs on the whole map and the
+ceil(x1*w/W))`` (end-exclusive). At inference the encoder runs on the whole map and the
+update is applied inside the hard box only. In training (``is_training=True``) the encoder runs on the whole map and the
 box is a soft, differentiable window (a product of two logistic edges, one feature pixel
 wide), so that gradients flow everywhere.
 """
@@ -98,7 +98,10 @@ class FocusedCorrectionModule(nn.Module):
             SepConvBNAct(mid_channels, mid_channels, norm_layer=norm_layer),
             SepConvBNAct(mid_channels, mid_channels, norm_layer=norm_layer),
         )
-        #: debug record of the last inference call: per click, (box_input, box_feat, click_feat)
+        #: rows/columns around the box that the encoder's 3x3 convolutions look at
+        self.receptive_margin = 3
+        #: debug record of the last inference call: per sample, per click,
+        #: ``(box_input, box_feat, click_feat)``
         self.last_boxes: list[list[tuple]] = []
 
     # ------------------------------------------------------------------ helpers
@@ -144,35 +147,31 @@ class FocusedCorrectionModule(nn.Module):
 
     def _forward_hard(self, features, static, fb, pts, in_hw):
         h, w = fb.shape[-2:]
+        m = self.receptive_margin
         pts_cpu = pts.detach().to("cpu", torch.float64)
-        self.last_boxes = []
-        rows = []
+        self.last_boxes = [[] for _ in range(fb.shape[0])]
+        fb = fb.clone()
         for i in range(fb.shape[0]):
-            fb_i = fb[i : i + 1]
-            boxes = []
             for y, x, label in pts_cpu[i].tolist():
                 if y < 0 or x < 0:
                     continue
                 box_in, (y0, x0, y1, x1), (cy, cx) = focus_box(
                     y, x, in_hw, (h, w), self.expansion_ratio
                 )
-                boxes.append((box_in, (y0, x0, y1, x1), (cy, cx)))
-                info = torch.cat(
-                    [
-                        static[i : i + 1, :, y0:y1, x0:x1],
-                        fb_i[:, :, y0:y1, x0:x1],
-                        features[i : i + 1, :, y0:y1, x0:x1],
-                    ],
-                    dim=1,
-                )
+                self.last_boxes[i].append((box_in, (y0, x0, y1, x1), (cy, cx)))
+                # The encoder is evaluated on the box plus its receptive-field margin only:
+                # inside the box this equals encoding the whole map (zero padding happens at
+                # the same image borders), at a fraction of the cost.
+                ey0, ex0 = max(y0 - m, 0), max(x0 - m, 0)
+                ey1, ex1 = min(y1 + m, h), min(x1 + m, w)
+                sl = (slice(i, i + 1), slice(None), slice(ey0, ey1), slice(ex0, ex1))
+                info = torch.cat([static[sl], fb[sl], features[sl]], dim=1)
                 enc = self.info_encoder(info)
+                enc = enc[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
                 a = self._affinity(enc, cy - y0, cx - x0)
-                crop = fb_i[:, :, y0:y1, x0:x1]
-                fb_i = fb_i.clone()
-                fb_i[:, :, y0:y1, x0:x1] = (1 - a) * crop + a * float(label > 0.5)
-            self.last_boxes.append(boxes)
-            rows.append(fb_i)
-        return torch.cat(rows, dim=0)
+                crop = fb[i : i + 1, :, y0:y1, x0:x1]
+                fb[i : i + 1, :, y0:y1, x0:x1] = (1 - a) * crop + a * float(label > 0.5)
+        return fb
 
     def _forward_soft(self, features, static, fb, pts, in_hw):
         b, _, h, w = features.shape
