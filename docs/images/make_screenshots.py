@@ -74,9 +74,13 @@ def main(argv=None) -> dict:
     model = load(args.model)
     info = {"model": args.model, "files": []}
 
-    def shot(viewer, name):
+    def shot(viewer, name, reset=True):
         close_toasts(viewer)
-        QApplication.processEvents()
+        for _ in range(5):
+            QApplication.processEvents()
+        if reset:
+            viewer.reset_view()
+            QApplication.processEvents()
         viewer.screenshot(str(out / name), canvas_only=False, flash=False)
         info["files"].append(name)
 
@@ -89,6 +93,9 @@ def main(argv=None) -> dict:
     viewer.window.add_dock_widget(w, name="Interactive segmentation (FCFI)", area="right")
     w.device_combo.setCurrentText("cpu")
     w.click_mode_check.setChecked(True)
+    for _ in range(10):
+        QApplication.processEvents()
+    viewer.reset_view()
     shot(viewer, "2d-before.png")
     points = seeds(data, 6)
     for y, x in points:
@@ -112,6 +119,9 @@ def main(argv=None) -> dict:
     w = FCFIWidget(viewer, model=model)
     viewer.window.add_dock_widget(w, name="Interactive segmentation (FCFI)", area="right")
     w.device_combo.setCurrentText("cpu")
+    for _ in range(10):
+        QApplication.processEvents()
+    viewer.reset_view()
     z = data.shape[0] // 2
     viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
     y, x = seeds(data[z], 3, min_area=150)[1]
@@ -133,9 +143,14 @@ def main(argv=None) -> dict:
     slices = [int(i) for i in np.flatnonzero((w.labels_layer.data == w.object_id).any((1, 2)))]
     info["propagated_slices"] = slices
     viewer.dims.ndisplay = 3
-    viewer.camera.angles = (0, -60, 60)
-    layer.visible = False
-    shot(viewer, "stack-propagated-3d.png")
+    layer.opacity = 0.5
+    viewer.reset_view()
+    obj = np.argwhere(w.labels_layer.data == w.object_id)
+    if len(obj):
+        viewer.camera.center = tuple(layer.data_to_world(obj.mean(0)))
+        viewer.camera.zoom *= 2.5
+    viewer.camera.angles = (0, -50, 60)
+    shot(viewer, "stack-propagated-3d.png", reset=False)
     viewer.close()
     (out / "screenshots.json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps(info, indent=1))
