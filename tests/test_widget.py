@@ -156,6 +156,18 @@ def test_click_inside_existing_label_continues_it(viewer2d):
     obj = w.labels_layer.data == 7
     assert obj[20:40, 20:40].all(), "the existing mask is the feedback"
     assert w.labels_layer.data.max() == 7
+    # after finishing, a negative first click inside label 7 continues (corrects) it
+    w.finish_object()
+    w.wait()
+    click(w, (25, 36), positive=False)
+    assert w.object_id == 7
+    assert w.labels_layer.data[25, 36] == 0 and w.labels_layer.data[30, 22] == 7
+    # a negative first click on the background starts nothing
+    w.finish_object()
+    w.wait()
+    click(w, (55, 70), positive=False)
+    assert w.object_id is None and w.last_error
+    assert len(w.clicks_layer.data) == 0
 
 
 def test_reset_object_restores_before(viewer2d):

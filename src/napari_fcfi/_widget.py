@@ -524,12 +524,13 @@ class FCFIWidget(QWidget):
         self._clear_error()
         self._status_message = ""
         if self._object_id is None:
-            if not positive:
-                self._show_error("start an object with a positive click")
+            value = int(np.asarray(labels.data[key])[y, x])
+            if value == 0 and not positive:
+                self._show_error("start an object with a positive click (or click inside a label)")
                 self._sync_points()
                 return
-            value = int(np.asarray(labels.data[key])[y, x])
-            # clicking inside an existing label continues that object
+            # clicking inside an existing label continues that object (a negative click
+            # there corrects it)
             self._object_id = value if value != 0 else _layers.next_free_id(labels)
             labels.selected_label = self._object_id
         object_id = self._object_id
