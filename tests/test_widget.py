@@ -547,3 +547,49 @@ def test_real_mouse_clicks_on_canvas(make_napari_viewer, qtbot):
     y, x = np.round(w.clicks_layer.data[0]).astype(int)
     assert abs(y - 32) <= 2 and abs(x - 32) <= 2
     assert w.labels_layer.data[y, x] == 1
+
+
+def test_threshold_and_settings_changes(viewer2d):
+    from napari_fcfi._widget import FCFIWidget
+    from napari_fcfi.model.stub import StubNet
+
+    class SoftStub(StubNet):
+        """StubNet with logits / 10: probabilities ~0.84 on click disks, ~0.32 elsewhere."""
+
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out["instances"] = out["instances"] / 10
+            return out
+
+    w = FCFIWidget(viewer2d, model=SoftStub())
+    viewer2d.window.add_dock_widget(w)
+    w.zoom_check.setChecked(False)
+    w.flip_check.setChecked(False)
+    w.device_combo.setCurrentText("cpu")
+    click(w, (30, 40))
+    area = (w.labels_layer.data == 1).sum()
+    assert 40 < area < 200
+    # a threshold below the background probability takes everything, at once
+    w.threshold_spin.setValue(0.2)
+    w.wait()
+    assert (w.labels_layer.data == 1).sum() > 10 * area
+    w.threshold_spin.setValue(0.49)
+    w.wait()
+    assert (w.labels_layer.data == 1).sum() == area
+    # a predictor setting change drops the click history but keeps the pixels, which
+    # become the feedback of the next click
+    w.flip_check.setChecked(True)
+    w.wait()
+    assert len(w.clicks_layer.data) == 0
+    click(w, (30, 55))
+    obj = w.labels_layer.data == 1
+    assert obj[30, 40] and obj[30, 55]
+    # a device that is not available is reported, nothing crashes
+    import torch
+
+    if not torch.cuda.is_available():
+        w.device_combo.setCurrentText("cuda")
+        w.wait()
+        click(w, (10, 10))
+        assert "CUDA" in w.last_error
+        w.device_combo.setCurrentText("cpu")

@@ -1035,6 +1035,7 @@ class FCFIWidget(QWidget):
             # sessions hold the old predictor; the next click starts a new one per slice
             for state in self._slices.values():
                 state.session = None
+            self._sync_points()
             self._update_device_hint()
 
         if self.busy:
