@@ -100,18 +100,24 @@ def mean_iou(ref: np.ndarray, pred: np.ndarray, min_size: int) -> tuple[float, i
     return float(np.mean(ious)), len(ious)
 
 
-def make_model(spec: str):
-    import napari_fcfi
-
-    if spec == "lite-untrained":  # timing only
+def model_source(spec: str):
+    """What ``refine``'s job takes as model: None (built-in), a name/path, or a class."""
+    if spec == "lite-untrained":  # random weights: timing only
         from napari_fcfi.model.lite import FCFILite
 
-        return FCFILite().eval()
+        return FCFILite
     if spec == "stub":
         from napari_fcfi.model.stub import StubNet
 
-        return StubNet()
-    return napari_fcfi.load_model(None if spec == "builtin" else spec)
+        return StubNet
+    return None if spec == "builtin" else spec
+
+
+def make_model(spec: str):
+    import napari_fcfi
+
+    source = model_source(spec)
+    return source().eval() if callable(source) else napari_fcfi.load_model(source)
 
 
 def run_inprocess(image, labels, model, threads, predictor_kw, **opts):
@@ -134,13 +140,13 @@ def run_cluster(image, labels, model_spec, workers, tmp):
     import tifffile
     from distributed import Client, LocalCluster
 
-    from napari_fcfi.stack import cli
+    from napari_fcfi.stack import cli, io
 
     tifffile.imwrite(tmp / "image.tif", image)
     tifffile.imwrite(tmp / "labels.tif", labels)
     out = tmp / f"out{workers}.zarr"
-    spec = None if model_spec == "builtin" else model_spec
-    job = cli.prepare(tmp / "image.tif", tmp / "labels.tif", out, model=spec)
+    job = cli.prepare(tmp / "image.tif", tmp / "labels.tif", out, model=model_source(model_spec))
+    io.create_or_resume(job["work"], labels.shape, labels.dtype, job["meta"])
     with (
         LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -228,7 +234,7 @@ def main(argv=None):
         flush=True,
     )
 
-    if not args.skip_cluster and args.model not in ("lite-untrained", "stub"):
+    if not args.skip_cluster:
         with tempfile.TemporaryDirectory() as tmp:
             for workers in (1, 2):
                 ops, dt, rss = run_cluster(image, bad, args.model, workers, Path(tmp))
