@@ -114,6 +114,19 @@ class HRNetModel(FCFIInputMixin, nn.Module):
             use_rgb_conv, use_disks, clicks_groups, binary_prev_mask, conv_extend,
             with_prev_mask, update_num, num_classes,
         )  # fmt: skip
+        #: JSON-serialisable constructor parameters (saved with the weights)
+        self.params = {
+            "width": int(width),
+            "ocr_width": int(ocr_width),
+            "small": bool(small),
+            "mid_ch": int(mid_ch),
+            "with_aux_output": bool(with_aux_output),
+            "use_leaky_relu": bool(use_leaky_relu),
+            "update_num": int(update_num),
+            "expansion_ratio": float(expansion_ratio),
+            "norm_radius": float(norm_radius),
+            "backbone_lr_mult": float(backbone_lr_mult),
+        }
         self.with_aux_output = bool(with_aux_output)
         self.backbone_lr_mult = float(backbone_lr_mult)
         self._init_input(norm_mean_std, norm_radius)
@@ -128,7 +141,8 @@ class HRNetModel(FCFIInputMixin, nn.Module):
             coord_channels=3,
             norm_layer=norm_layer,
         )
-        self.inference_defaults: dict = {}
+        # zoom-in settings of the official evaluation of the HRNet models (GrabCut configs)
+        self.inference_defaults: dict = {"zoom_in_target_size": 700, "zoom_in_expansion_ratio": 3.0}
 
     def forward(
         self,
