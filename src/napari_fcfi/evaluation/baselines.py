@@ -1,11 +1,13 @@
 """Classic click-seeded segmenters from scikit-image, run in the same robot-user harness.
 
-Both work in a window around the object, not on the whole image: the bbox of the clicks,
-scaled by 2 about its centre with sides of at least 64 px. Seeds are disks of radius 2 px:
-positive clicks are the object, negative clicks and the window's border the background
-(later clicks overwrite earlier seeds). The window grows as the robot user clicks into the
-missed parts of a large object; it does not follow the previous mask, so that a result
-that leaks into the background cannot blow the window up to the whole image.
+Both work in a window around the object, not on the whole image: the bbox of the positive
+clicks, scaled by 2 about its centre with sides of at least 64 px. Seeds are disks of
+radius 2 px: positive clicks are the object, negative clicks and the window's border the
+background (later clicks overwrite earlier seeds). The window grows as the robot user
+clicks into the missed parts of a large object. It follows neither the previous mask nor
+the negative clicks, so that a result leaking into the background cannot blow the window
+up to the whole image; outside the window the prediction is background, which is what a
+negative click there asks for.
 
 * ``random-walker``: :func:`skimage.segmentation.random_walker` on the grey image
   (``beta=130``), the object's probability is the walker's probability of the object seed.
@@ -44,8 +46,11 @@ class ClassicMethod:
     def predict(self, clicks, prev_prob=None) -> np.ndarray:
         h, w = self.grey.shape
         box = None
-        for y, x, _ in clicks:
-            box = (y, y, x, x) if box is None else union_bbox(box, (y, y, x, x))
+        for y, x, positive in clicks:
+            if positive:
+                box = (y, y, x, x) if box is None else union_bbox(box, (y, y, x, x))
+        if box is None:  # no object seed yet: nothing is segmented
+            return np.zeros((h, w), np.float32)
         r0, r1, c0, c1 = clamp_bbox(expand_bbox(box, WINDOW_RATIO, WINDOW_MIN), h, w)
         win = self.grey[r0 : r1 + 1, c0 : c1 + 1]
         markers = np.zeros(win.shape, np.int32)
@@ -55,7 +60,7 @@ class ClassicMethod:
             rr, cc = disk((y - r0, x - c0), SEED_RADIUS, shape=win.shape)
             markers[rr, cc] = 1 if positive else 2
         prob = np.zeros((h, w), np.float32)
-        if (markers == 1).any():
+        if (markers == 1).any():  # a later negative click may cover every object seed
             prob[r0 : r1 + 1, c0 : c1 + 1] = self._segment(win, markers)
         return prob
 
