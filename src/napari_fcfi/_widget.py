@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,6 @@ class _Job:
     writes: bool = False  # a click/undo/redo whose result supersedes earlier ones
     object_id: int | None = None
     name: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 class FCFIWidget(QWidget):
@@ -494,21 +493,16 @@ class FCFIWidget(QWidget):
             layer.feature_defaults = old
 
     def _on_points_data(self, event) -> None:
-        from napari.layers.base._base_constants import ActionType
+        from napari.layers.base import ActionType
 
         layer = self._clicks_layer
         if layer is None:
             return
-        if event.action == ActionType.ADDING:
-            self._n_points = len(layer.data)
-            return
-        if event.action in (ActionType.REMOVED, ActionType.CHANGED):
-            self._n_points = len(layer.data)
-            return
-        if event.action != ActionType.ADDED or self._ignore_points:
-            self._n_points = len(layer.data)
-            return
         start, self._n_points = self._n_points, len(layer.data)
+        # only points appended since the last event are new clicks; our own rewrites of
+        # the layer (undo/redo/finish) are ignored
+        if event.action != ActionType.ADDED or self._ignore_points:
+            return
         for i in range(start, len(layer.data)):
             positive = bool(layer.features["positive"].iloc[i])
             self._handle_click(layer.data[i], positive)
@@ -939,7 +933,6 @@ class FCFIWidget(QWidget):
 
         job = _Job(work, on_yield=on_yield, on_done=lambda _: finish(), name="propagate")
         job.on_error = lambda exc: finish()
-        job.extra["run"] = run
         self.progress.setValue(0)
         self.progress.setVisible(True)
         self.cancel_button.setVisible(True)
