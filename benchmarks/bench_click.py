@@ -97,16 +97,17 @@ def main(argv=None) -> int:
         c = size // 2
         # warm-up (allocator, lazy module init) on this size
         InteractiveSession(predictor, img).add_click(c, c, True)
-        first, later, prep = [], [], []
+        first, later, prep, cpu_first, cpu_later = [], [], [], [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             prepared = PreparedImage(img, predictor.normalize)  # what a new image costs
             prep.append(time.perf_counter() - t0)
             session = InteractiveSession(predictor, prepared)
             for k, (dy, dx, pos) in enumerate(CLICKS[: args.clicks]):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 session.add_click(c + dy, c + dx, pos)
                 (first if k == 0 else later).append(time.perf_counter() - t0)
+                (cpu_first if k == 0 else cpu_later).append(time.process_time() - c0)
         row = {}
         for name, vals in (("prepare", prep), ("first_click", first), ("later_clicks", later)):
             row[name] = {
@@ -114,11 +115,16 @@ def main(argv=None) -> int:
                 "p95": float(np.percentile(vals, 95)),
                 "n": len(vals),
             }
+        # CPU seconds (all threads) per click: robust to other jobs sharing the machine
+        row["cpu_first_click_p50"] = float(np.median(cpu_first))
+        row["cpu_later_clicks_p50"] = float(np.median(cpu_later))
         results["sizes"][str(size)] = row
         print(
             f"{size}x{size}: prepare p50 {row['prepare']['p50']:.3f}s | first click p50 "
             f"{row['first_click']['p50']:.3f}s p95 {row['first_click']['p95']:.3f}s | later "
             f"clicks p50 {row['later_clicks']['p50']:.3f}s p95 {row['later_clicks']['p95']:.3f}s"
+            f" | CPU s/click p50 first {row['cpu_first_click_p50']:.3f} later "
+            f"{row['cpu_later_clicks_p50']:.3f}"
         )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
