@@ -1,7 +1,7 @@
 """Conformance of the DeepLabV3+ / ResNet-101 FCFI network with the official ``r101`` vectors.
 
-The network is built from the official ``config.json``, loaded with formula-W1 weights and
-run on the two network-level cases of ``shared/conformance/r101`` (``first_click`` and
+The network is built from the official ``config.json`` through ``napari_fcfi.model.io``
+(``tests/helpers_w1.py``), loaded strictly with formula-W1 weights and run on the two network-level cases of ``shared/conformance/r101`` (``first_click`` and
 ``later_click``). Tolerances are the README's recommended ones. The model is built once and
 every case is run once per test session (ResNet-101 at 320x480 takes about 2 s on 2 threads).
 """
@@ -13,25 +13,13 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
+from helpers_w1 import w1_model
 from napari_fcfi.model.deeplab import DeeplabModel
 from napari_fcfi.model.ffcm import focus_box
-from napari_fcfi.model.w1 import w1_state_dict
 
 CASES = ("first_click", "later_click")
-
-
-def _official_kwargs(config: dict) -> dict:
-    """Constructor kwargs from an official ``_config`` (only BatchNorm2d classes occur)."""
-    assert config["class"] == DeeplabModel.official_class
-    kwargs = {}
-    for name, spec in config["params"].items():
-        value = spec["value"]
-        if spec["type"] == "class":
-            assert value == "torch.nn.modules.batchnorm.BatchNorm2d", value
-            value = torch.nn.BatchNorm2d
-        kwargs[name] = value
-    return kwargs
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +33,9 @@ def keys(r101_dir):
 
 
 @pytest.fixture(scope="module")
-def model(r101_dir, keys):
-    config = json.loads((r101_dir / "config.json").read_text())
-    net = DeeplabModel(**_official_kwargs(config))
-    net.load_state_dict(w1_state_dict(keys), strict=True)
-    return net.eval()
+def model(conformance_dir):
+    """Built from the official config through ``model.io`` (cached per test session)."""
+    return w1_model(conformance_dir, "r101")
 
 
 def _inputs(d: dict, new_points_dtype=torch.int64):
@@ -72,6 +58,14 @@ def runs(model, r101_dir):
             res = model(*_inputs(d, dtype), return_lowres=True)
         out[case] = d, {k: v[0, 0].numpy() for k, v in res.items()}
     return out
+
+
+def test_built_from_official_config(model):
+    assert isinstance(model, DeeplabModel)
+    assert model.fcfi_config["class"] == "isegm.model.is_deeplab_model.DeeplabModel"
+    assert model.feature_extractor.correction_module.expansion_ratio == 0.3
+    assert model.inference_defaults == {"zoom_in_target_size": 600, "zoom_in_expansion_ratio": 3.2}
+    assert not model.training
 
 
 def test_state_dict_names_shapes_dtypes_equal_official(model, keys):
@@ -115,8 +109,6 @@ def test_feedback_maps_match_official(runs, case):
 
 def test_feedback1_upsampling_quirk(runs):
     """r101 upsamples FFCM's output without align_corners (the others with it)."""
-    import torch.nn.functional as F
-
     ref, ours = runs["later_click"]
     low = torch.from_numpy(ours["lowres_feedback1"])[None, None]
     size = ref["updated_feedback1"].shape
@@ -145,9 +137,7 @@ def test_disk_maps_and_focus_box_exact(model, runs, case):
     outside = np.ones((fh, fw), bool)
     outside[y0:y1, x0:x1] = False
     prev = torch.from_numpy(ref["prev_mask"])[None, None]
-    resized = torch.nn.functional.interpolate(
-        prev, size=(fh, fw), mode="bilinear", align_corners=True
-    )
+    resized = F.interpolate(prev, size=(fh, fw), mode="bilinear", align_corners=True)
     np.testing.assert_allclose(
         ours["lowres_feedback1"][outside], resized[0, 0].numpy()[outside], atol=1e-7
     )
