@@ -1096,3 +1096,8 @@ class FCFIWidget(QWidget):
             parts.append("working…")
         msg = getattr(self, "_status_message", "")
         self.status_label.setText(" | ".join(parts) + (f"\n{msg}" if msg else ""))
+        is_stack = (
+            self._image_layer is not None and len(_layers.spatial_shape(self._image_layer)) > 2
+        )
+        self.propagate_button.setEnabled(is_stack)
+        self.propagate_button.setToolTip("" if is_stack else "needs an image with a Z or T axis")
