@@ -75,7 +75,7 @@ def _resize(x, size):
 
 
 class HighResolutionModule(nn.Module):
-    """Parallel branches of basic blocks followed by the all-to-all fusion."""
+    """Parallel branches of basic blocks followed by the all-to-all fusion (a plain sum)."""
 
     def __init__(self, num_inchannels, num_channels, num_blocks, norm_layer=nn.BatchNorm2d):
         super().__init__()
@@ -94,7 +94,6 @@ class HighResolutionModule(nn.Module):
             branches.append(nn.Sequential(*layers))
         self.branches = nn.ModuleList(branches)
         self.fuse_layers = self._make_fuse_layers(norm_layer)
-        self.relu = nn.ReLU(inplace=True)
 
     def _make_fuse_layers(self, norm_layer):
         if self.num_branches == 1:
@@ -137,7 +136,9 @@ class HighResolutionModule(nn.Module):
                     y = y + _resize(fuse[j](x[j]), x[i].shape[-2:])
                 else:
                     y = y + fuse[j](x[j])
-            out.append(self.relu(y))
+            # No ReLU on the fused sums: the official model's outputs (conformance vectors)
+            # are reproduced bit for bit only without it.
+            out.append(y)
         return out
 
 
