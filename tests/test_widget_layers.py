@@ -1,0 +1,61 @@
+"""Layer helpers of the widget (napari layers, no Qt needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari.layers import Image, Labels  # noqa: E402
+
+from napari_fcfi import _layers  # noqa: E402
+
+
+def test_compose_object_protects_other_objects():
+    plane = np.zeros((6, 6), np.uint16)
+    plane[0:3, 0:3] = 2  # another object
+    plane[4, 4] = 5  # the object's old pixel
+    mask = np.zeros((6, 6), bool)
+    mask[1:5, 1:5] = True
+    new = _layers.compose_object(plane, mask, 5, allow_overwrite=False)
+    assert (new[0:3, 0:3] == 2).all(), "other object kept"
+    assert new[3, 3] == 5 and new[4, 4] == 5
+    assert (new == 5).sum() == 16 - 4
+    over = _layers.compose_object(plane, mask, 5, allow_overwrite=True)
+    assert (over == 5).sum() == 16 and (over == 2).sum() == 5
+    # pixels of the object outside the new mask become background
+    plane[5, 5] = 5
+    assert _layers.compose_object(plane, mask, 5, False)[5, 5] == 0
+    with pytest.raises(ValueError, match="shape"):
+        _layers.compose_object(plane, mask[:3], 5, False)
+
+
+def test_write_object_is_one_undo_step_on_one_slice():
+    img = Image(np.zeros((3, 8, 8)), scale=(2, 1, 1))
+    labels = _layers.make_labels_layer(img)
+    assert labels.data.shape == (3, 8, 8) and tuple(labels.scale) == (2, 1, 1)
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:6] = True
+    got = _layers.write_object(labels, (1,), mask, 4, allow_overwrite=False)
+    np.testing.assert_array_equal(got, mask)
+    assert (labels.data[1] == 4).sum() == 12 and not labels.data[[0, 2]].any()
+    labels.undo()
+    assert not labels.data.any()
+    labels.redo()
+    assert (labels.data[1] == 4).sum() == 12
+    # nothing to change: no history entry
+    assert _layers.set_plane(labels, (1,), labels.data[1].copy()) == 0
+
+
+def test_layer_geometry_helpers():
+    rgb = Image(np.zeros((2, 10, 12, 3), np.uint8), rgb=True)
+    assert _layers.spatial_shape(rgb) == (2, 10, 12)
+    clicks = _layers.make_clicks_layer(rgb)
+    assert clicks.ndim == 3 and clicks.name == "FCFI clicks"
+    clicks.add((1, 5, 5))
+    assert clicks.features["positive"].tolist() == [True]
+    with pytest.raises(ValueError, match="shape"):
+        _layers.check_labels_match(rgb, Labels(np.zeros((10, 12), np.uint8)))
+    assert _layers.next_free_id(Labels(np.array([[0, 3], [7, 0]]))) == 8
+    assert _layers.image_slice(rgb, (1,)).shape == (10, 12, 3)
