@@ -191,3 +191,28 @@ def test_bad_inputs_raise_value_error(model):
 def test_unsupported_official_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DeeplabModel(**kwargs)
+
+
+def test_session_first_click_network_level(model, r101_dir):
+    """Click 0 of the official r101 session, replayed at network level.
+
+    No zoom: the predictor's batch is [image, flipped image] at 300x400 and the outputs are
+    flip-averaged (logits before the sigmoid). At this size the newest click maps to the
+    feature grid in float32, ``int((212 / 400) * 100) = 52`` (not 53), which shows here.
+    """
+    d = np.load(r101_dir / "session.npz")
+    image = torch.from_numpy(d["image"].astype(np.float32) / np.float32(255)).permute(2, 0, 1)
+    image = torch.stack([image, torch.flip(image, dims=[2])])
+    prev = torch.zeros(2, 1, *image.shape[-2:])
+    points = torch.from_numpy(d["net_points_0"]).long()
+    with torch.inference_mode():
+        out = model(image, prev, points, torch.from_numpy(d["net_new_points_0"]), 0.0)
+
+    def merged(key):
+        m = out[key]
+        return (0.5 * (m[0, 0] + torch.flip(m[1, 0], dims=[1]))).numpy()
+
+    prob = 1 / (1 + np.exp(-merged("instances").astype(np.float64)))
+    _assert_close(prob.astype(np.float32), d["prob"][0], 1e-4, "prob")
+    _assert_close(merged("feedback_ffcm"), d["feedback1"][0], 1e-4, "feedback1")
+    _assert_close(merged("feedback_cffm"), d["feedback2"][0], 1e-4, "feedback2")
