@@ -464,6 +464,12 @@ class FCFIWidget(QWidget):
         if self.viewer.dims.ndisplay != 2:
             self._show_error("switch the viewer to 2-D (Ctrl+Y) to click")
             return
+        n = self.viewer.dims.ndim
+        if sorted(self.viewer.dims.displayed) != [n - 2, n - 1]:
+            self._show_error(
+                "FCFI segments Y/X planes: transpose/roll the axes back so that Y, X are shown"
+            )
+            return
         start = np.asarray(event.pos, dtype=float)
         yield
         moved = False
