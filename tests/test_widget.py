@@ -593,3 +593,26 @@ def test_threshold_and_settings_changes(viewer2d):
         click(w, (10, 10))
         assert "CUDA" in w.last_error
         w.device_combo.setCurrentText("cpu")
+
+
+def test_builtin_model_or_its_clear_error(viewer2d):
+    """The built-in model segments; until its weights ship, NET's error is shown and the
+    widget stays usable with another model."""
+    from pathlib import Path
+
+    import napari_fcfi
+    from napari_fcfi._widget import FCFIWidget
+
+    w = FCFIWidget(viewer2d)
+    viewer2d.window.add_dock_widget(w)
+    w.device_combo.setCurrentText("cpu")
+    assert w.model_combo.currentText().startswith("Built-in")
+    click(w, (30, 40))
+    weights = Path(napari_fcfi.__file__).parent / "weights" / "fcfi-lite-dsb.safetensors"
+    if weights.exists():
+        assert w.last_error is None
+        assert len(w.clicks_layer.data) == 1
+    else:
+        assert "fcfi-lite-dsb" in w.last_error
+        assert len(w.clicks_layer.data) == 0
+        assert not w.labels_layer.data.any()
