@@ -24,13 +24,9 @@ def load(name: str):
         from napari_fcfi.model.stub import StubNet
 
         return StubNet()
-    if name != "builtin" and Path(name).suffix == ".safetensors":
-        from napari_fcfi.model.lite import load_lite
-
-        return load_lite(name)
     import napari_fcfi
 
-    return napari_fcfi.load_model(None if name == "builtin" else name)
+    return napari_fcfi.load_model(None if name == "builtin" else name, device="cpu")
 
 
 def seeds(image: np.ndarray, n: int, min_area: int = 80) -> list[tuple[int, int]]:
