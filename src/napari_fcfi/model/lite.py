@@ -6,7 +6,9 @@ Architecture (feature resolution = 1/4 of the network input)::
                                     + maps_transform([prev_mask, pos_disk, neg_disk])
                                 -> MBConv blocks -> features at 1/4, 1/8, 1/16, 1/32
                                 -> light FPN: 1x1 laterals, bilinear upsampling to 1/4,
-                                   concatenation, 1x1 conv + depthwise-separable conv -> F
+                                   concatenation with click_encoder(click maps) (two
+                                   stride-2 convs, a direct path for the click positions),
+                                   1x1 conv + depthwise-separable conv -> F
     FFCM(F, image, click maps, prev_mask, newest click)  -> feedback_ffcm (focused correction)
     CFFM(F, feedback_ffcm, gate)                          -> F', feedback_cffm
     head(F') -> instance logits;  aux head(F) -> instances_aux (training signal)
@@ -38,6 +40,7 @@ from .layers import ConvBNAct, ScaleLayer, SepConvBNAct
 ARCH = "fcfi-lite"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CLICK_CHANNELS = 16
 
 #: Predictor settings for microscopy: the network sees objects at about 1 image pixel per
 #: network pixel, the scale it was trained at. The zoom-in crop is at least
@@ -94,9 +97,17 @@ class FCFILite(nn.Module):
         self.laterals = nn.ModuleList(
             ConvBNAct(c, fpn_channels, 1) for c in self.backbone.feature_channels
         )
+        # a direct, shallow path from the click maps to the fused features, so that the head
+        # knows where the clicks are without going through the whole backbone
+        self.click_encoder = nn.Sequential(
+            nn.Conv2d(3, CLICK_CHANNELS, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(CLICK_CHANNELS, CLICK_CHANNELS, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+        )
         n = len(self.backbone.feature_channels)
         self.fuse = nn.Sequential(
-            ConvBNAct(n * fpn_channels, feature_channels, 1),
+            ConvBNAct(n * fpn_channels + CLICK_CHANNELS, feature_channels, 1),
             SepConvBNAct(feature_channels, feature_channels),
         )
         self.ffcm = FocusedCorrectionModule(
@@ -146,7 +157,10 @@ class FCFILite(nn.Module):
             else lat(f)
             for lat, f in zip(self.laterals, feats)
         ]
-        return self.fuse(torch.cat(maps, dim=1))
+        clicks = self.click_encoder(coord)
+        if clicks.shape[-2:] != size:
+            clicks = F.interpolate(clicks, size=size, mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat(maps + [clicks], dim=1))
 
     def forward(self, image, prev_mask, points, new_points=None, gate=0.0):
         """The project's forward contract (:mod:`napari_fcfi.model`)."""

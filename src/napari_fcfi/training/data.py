@@ -135,16 +135,18 @@ def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
 
 
 def _crop_window(shape, centre, win, rng) -> tuple[int, int]:
-    """Top-left corner of a ``win`` window containing ``centre``, inside the image if possible."""
+    """Top-left corner of a ``win`` window with ``centre`` in its middle half (as the
+    predictor's click-centred windows and object ROIs present objects), shifted to stay
+    inside the image where possible."""
     corner = []
     for dim, c in zip(shape[:2], centre):
-        lo = int(np.floor(c)) - win + 1
-        hi = int(np.floor(c))
-        lo, hi = max(lo, 0), min(hi, dim - win)
-        if hi < lo:  # image smaller than the window: centre the image in the window
+        if dim <= win:  # image smaller than the window: centre the image in the window
             corner.append((dim - win) // 2)
-        else:
-            corner.append(int(rng.integers(lo, hi + 1)))
+            continue
+        c = int(np.floor(c))
+        lo = min(max(c - (3 * win) // 4, 0), dim - win)
+        hi = min(max(c - win // 4, 0), dim - win)
+        corner.append(int(rng.integers(lo, hi + 1)))
     return corner[0], corner[1]
 
 
