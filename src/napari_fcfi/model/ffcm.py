@@ -32,8 +32,8 @@ The focus box is centred on the click at input resolution with half-sizes
 image, and mapped to feature resolution as ``(floor(y0*h/H), floor(x0*w/W), ceil(y1*h/H),
 ceil(x1*w/W))`` (end-exclusive). At inference the encoder runs on the whole map and the
 update is applied inside the hard box only. In training (``is_training=True``) the encoder runs on the whole map and the
-box is a soft, differentiable window (a product of two logistic edges, one feature pixel
-wide), so that gradients flow everywhere.
+box is a soft, differentiable window of the same size (a product of logistic edges a
+quarter of a feature pixel wide, :attr:`FocusedCorrectionModule.soft_edge`).
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ class FocusedCorrectionModule(nn.Module):
             SepConvBNAct(mid_channels, mid_channels, norm_layer=norm_layer),
             SepConvBNAct(mid_channels, mid_channels, norm_layer=norm_layer),
         )
+        #: width (feature pixels) of the logistic edges of the soft training box
+        self.soft_edge = 0.25
         #: rows/columns around the box that the encoder's 3x3 convolutions look at
         self.receptive_margin = 3
         #: debug record of the last inference call: per sample, per click,
@@ -192,8 +194,8 @@ class FocusedCorrectionModule(nn.Module):
             e = F.normalize(enc, dim=1)
             ref = e[bidx, :, cy.long(), cx.long()][..., None, None]
             a = (e * ref).sum(dim=1, keepdim=True)
-            wy = torch.sigmoid(half_y - (gy - cy.view(b, 1, 1)).abs())
-            wx = torch.sigmoid(half_x - (gx - cx.view(b, 1, 1)).abs())
+            wy = torch.sigmoid((half_y - (gy - cy.view(b, 1, 1)).abs()) / self.soft_edge)
+            wx = torch.sigmoid((half_x - (gx - cx.view(b, 1, 1)).abs()) / self.soft_edge)
             m = (wy * wx).unsqueeze(1) * valid.to(dt).view(b, 1, 1, 1)
             fb = fb + m * a * (label - fb)
         return fb
