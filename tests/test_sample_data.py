@@ -44,3 +44,14 @@ def test_annotate_cli_parses():
     assert args.sample == "nuclei3d" and args.image is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["annotate", "--sample", "nope"])
+
+
+def test_annotate_bad_input_exits_cleanly(tmp_path, capsys):
+    from napari_fcfi import cli
+
+    assert cli.main(["annotate", str(tmp_path / "missing.tif")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    img = tmp_path / "img.tif"
+    img.write_bytes(b"")
+    assert cli.main(["annotate", str(img), "--sample", "nuclei2d"]) == 2
+    assert "either IMAGE or --sample" in capsys.readouterr().err
