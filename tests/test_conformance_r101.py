@@ -216,3 +216,43 @@ def test_session_first_click_network_level(model, r101_dir):
     _assert_close(prob.astype(np.float32), d["prob"][0], 1e-4, "prob")
     _assert_close(merged("feedback_ffcm"), d["feedback1"][0], 1e-4, "feedback1")
     _assert_close(merged("feedback_cffm"), d["feedback2"][0], 1e-4, "feedback2")
+
+
+# ------------------------------------------------------------------ architecture, training path
+@pytest.mark.parametrize("dilated, strides", [(True, (4, 8, 8, 8)), (False, (4, 8, 16, 32))])
+def test_resnet_stage_strides_and_stem_injection(dilated, strides):
+    from napari_fcfi.model.backbones.resnet import ResNetV1s
+
+    net = ResNetV1s("resnet50", dilated=dilated).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        feats = net(x)
+        extra = torch.zeros(1, 64, 32, 48)
+        extra[:, :, 5, 7] = 1.0
+        injected = net(x, extra)
+    for f, s, c in zip(feats, strides, net.out_channels):
+        assert f.shape == (1, c, 64 // s, 96 // s)
+    # the click features change the output, and a too-wide input is refused clearly
+    assert not torch.equal(feats[0], injected[0])
+    with pytest.raises(ValueError, match="channels"):
+        net(x, torch.zeros(1, 256, 32, 48))
+
+
+def test_training_forward_backward_with_soft_focus():
+    """Train mode with ``is_training=True`` (soft FFCM box, (B, 3) new points) is differentiable."""
+    net = DeeplabModel(aspp_dropout=0.2).train()
+    image = torch.rand(2, 3, 48, 48)
+    prev = torch.rand(2, 1, 48, 48)
+    points = torch.tensor([[[20.0, 30.0, 0], [-1, -1, -1]], [[40.0, 10.0, 0], [30.0, 30.0, 1]]])
+    new_points = torch.tensor([[20.0, 30.0, 1], [30.0, 30.0, 0]])
+    out = net(image, prev, points, new_points, torch.tensor([0.0, 1.0]), is_training=True)
+    loss = sum(v.mean() for v in out.values())
+    loss.backward()
+    for p in (
+        net.maps_transform[0].weight,
+        net.feature_extractor.backbone.conv1[0].weight,
+        net.feature_extractor.correction_module.info_encoder[0].conv.weight,
+        net.feature_extractor.feedback_fusion.fusion_encoder[0].conv.weight,
+        net.head.layers[2].weight,
+    ):
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0

@@ -86,16 +86,12 @@ class FCFIDeepLabV3Plus(DeepLabV3Plus):
         after the stem), ``coord_features`` the raw disk maps and ``feedback`` the previous
         probability map, both at input resolution.
         """
-        c1, _, _, c4 = self.backbone(x, additional_features)
-        skip = self.skip_project(c1)
-        feats = F.interpolate(
-            self.aspp(c4), size=skip.shape[-2:], mode="bilinear", align_corners=True
-        )
+        feats, skip = self.encode(x, additional_features)
         fb1 = self.correction_module(
             feats, x, coord_features, feedback, new_points, is_training=is_training
         )
         feats, fb2 = self.feedback_fusion(feats, fb1, gate)
-        return self.head(torch.cat((feats, skip), dim=1)), fb1, fb2
+        return self.decode(feats, skip), fb1, fb2
 
 
 class DeeplabModel(FCFIInputMixin, nn.Module):

@@ -212,17 +212,26 @@ class DeepLabV3Plus(nn.Module):
         self.skip_project = SkipProject(c1_ch, self.skip_channels, norm_layer=norm_layer)
         self.aspp = ASPP(c4_ch, ch, project_dropout=project_dropout, norm_layer=norm_layer)
 
-    def decode(
+    def encode(
         self, x: torch.Tensor, additional_features: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Backbone, ASPP and decoder: ``(B, 3, H, W)`` normalised image -> stride-4 features."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised image -> ``(aspp, skip)``, both at stride 4.
+
+        ``aspp`` (B, ch, H/4, W/4) is the ASPP output upsampled bilinearly with
+        ``align_corners=True``; ``skip`` (B, 32, H/4, W/4) the projected stage-1 features.
+        """
         c1, _, _, c4 = self.backbone(x, additional_features)
         skip = self.skip_project(c1)
-        x = self.aspp(c4)
-        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=True)
-        return self.head(torch.cat((x, skip), dim=1))
+        aspp = F.interpolate(
+            self.aspp(c4), size=skip.shape[-2:], mode="bilinear", align_corners=True
+        )
+        return aspp, skip
+
+    def decode(self, aspp: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """The DeepLab head on ``cat(aspp, skip)``: stride-4 decoder features (B, ch, h, w)."""
+        return self.head(torch.cat((aspp, skip), dim=1))
 
     def forward(
         self, x: torch.Tensor, additional_features: torch.Tensor | None = None
     ) -> torch.Tensor:
-        return self.decode(x, additional_features)
+        return self.decode(*self.encode(x, additional_features))
