@@ -195,3 +195,21 @@ def test_prediction_without_feedback_maps():
     prob = p.predict(img, [(50, 50, True)])
     prob = p.predict(img, [(50, 50, True), (60, 60, True)], prob)
     assert np.isfinite(prob).all() and p.last_prediction.feedback_cffm is None
+
+
+def test_no_feedback_above_half_falls_back_to_the_window():
+    """When the last CFFM feedback has nothing above 0.5 there is no zoom ROI: the click
+    uses the first-click window (the whole image on a small one), not a stale ROI."""
+
+    class NoFeedback(torch.nn.Module):
+        def forward(self, image, prev_mask, points, new_points, gate):
+            z = torch.zeros_like(prev_mask)
+            return {"instances": z - 5, "feedback_ffcm": z, "feedback_cffm": z}
+
+    p = Predictor(NoFeedback(), device="cpu", zoom_in_target_size=300)
+    img = _scene((200, 250))
+    prob = p.predict(img, [(50, 50, True)])
+    prob = p.predict(img, [(50, 50, True), (60, 70, False)], prob)
+    lp = p.last_prediction
+    assert lp.roi is None and lp.view.box == (0, 199, 0, 249) and p.get_state().roi is None
+    assert np.allclose(prob, 1 / (1 + np.exp(5)))
