@@ -177,6 +177,7 @@ def main(argv=None):
     p.add_argument("--scale", type=float, default=1.0, help="rescale Y/X (0.65 -> ~30 px nuclei)")
     p.add_argument("--min-size", type=int, default=25)
     p.add_argument("--extra-clicks", type=int, default=1)
+    p.add_argument("--margin", type=float, default=None, help="refine_labels(margin=...)")
     p.add_argument("--flip", action="store_true", help="Predictor(flip=True)")
     p.add_argument(
         "--crop",
@@ -184,6 +185,7 @@ def main(argv=None):
         default=None,
         help="zoom-in min crop and target size (default: REFINE_PREDICTOR's)",
     )
+    p.add_argument("--threads", default="1,2", help="in-process torch thread counts to time")
     p.add_argument("--skip-cluster", action="store_true", help="no LocalCluster timings")
     p.add_argument("--json", default=None, help="write the figures here")
     args = p.parse_args(argv)
@@ -197,6 +199,8 @@ def main(argv=None):
     if args.crop:
         predictor_kw.update(zoom_in_min_crop_size=args.crop, zoom_in_target_size=args.crop)
     opts = {"min_size": args.min_size, "extra_clicks": args.extra_clicks}
+    if args.margin is not None:
+        opts["margin"] = args.margin
 
     res = {
         "model": args.model,
@@ -216,7 +220,8 @@ def main(argv=None):
     res["median_diameter_px"] = float(np.median(sizes))
     res["iou_degraded_before"], res["objects"] = mean_iou(labels, bad, args.min_size)
 
-    for threads in (1, 2):
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    for threads in thread_counts:
         out, report, ops, dt = run_inprocess(image, bad, model, threads, predictor_kw, **opts)
         res[f"objects_per_s_{threads}thread"] = ops
         res[f"seconds_{threads}thread"] = dt
@@ -224,7 +229,7 @@ def main(argv=None):
     res["iou_degraded_after"], _ = mean_iou(labels, out, args.min_size)
     res["extra_clicks_used"] = int(sum(r.clicks - 1 for r in report if r.clicks))
     res["failed"] = int(sum(r.status == "failed" for r in report))
-    clean, _, _, _ = run_inprocess(image, labels, model, 2, predictor_kw, **opts)
+    clean, _, _, _ = run_inprocess(image, labels, model, thread_counts[0], predictor_kw, **opts)
     res["iou_clean_before"] = 1.0
     res["iou_clean_after"], _ = mean_iou(labels, clean, args.min_size)
     res["peak_rss_mb_inprocess"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

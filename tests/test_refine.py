@@ -213,3 +213,18 @@ def test_refinement_repairs_degraded_labels():
         assert iou(out, truth, i) > iou(bad, truth, i) + 0.05
         assert iou(out, truth, i) > 0.85
     assert all(r.status == "refined" and r.changed_pixels > 0 for r in rep)
+
+
+def test_margin_keeps_current_mask_where_network_is_unsure():
+    lab = np.zeros((40, 40), np.uint8)
+    _square(lab, 10, 30, 10, 30, 1)
+    prob = np.where(lab == 1, 0.95, 0.0).astype(np.float32)
+    prob[10:30, 6:10] = 0.6  # unsure growth on the left
+    prob[10:30, 26:30] = 0.4  # unsure removal on the right
+    pred = FakePredictor(lab, {1: prob})
+    out, _ = refine_slice(np.zeros(lab.shape), lab, pred, margin=0.2, extra_clicks=0)
+    np.testing.assert_array_equal(out, lab)  # 0.4 and 0.6 are within 0.49 +- 0.2
+    out, _ = refine_slice(np.zeros(lab.shape), lab, pred, margin=0.05, extra_clicks=0)
+    expected = np.zeros_like(lab)
+    expected[10:30, 6:26] = 1
+    np.testing.assert_array_equal(out, expected)

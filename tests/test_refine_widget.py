@@ -120,3 +120,17 @@ def test_opens_from_the_plugin_manifest(make_napari_viewer):
     assert isinstance(widget, RefineWidget)
     assert widget.image_combo.currentText() == "img" and widget.labels_combo.count() == 0
     assert widget.refine_all() is None and "labels layer" in widget.status.text()
+
+
+def test_widget_defaults_match_the_function(make_napari_viewer):
+    import inspect
+
+    from napari_fcfi._refine_widget import RefineWidget
+    from napari_fcfi.stack import refine_labels
+
+    sig = inspect.signature(refine_labels).parameters
+    w = RefineWidget(make_napari_viewer(), model=BrightNet())
+    assert w.min_size.value() == sig["min_size"].default
+    assert w.extra_clicks.value() == sig["extra_clicks"].default
+    assert w.click_distance.value() == sig["click_distance"].default
+    assert w.margin.value() == sig["margin"].default

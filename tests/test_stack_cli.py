@@ -241,3 +241,10 @@ def test_failing_slice_reports_and_keeps_partial(stack, stub_model, monkeypatch,
     np.testing.assert_array_equal(
         zarr.open_array(tmp / "out.zarr")[:], refine_labels(imgs, labs, stub_predictor())[0]
     )
+
+
+def test_cli_defaults_match_the_function():
+    import inspect
+
+    sig = inspect.signature(refine_labels).parameters
+    assert {k: sig[k].default for k in stack_cli.DEFAULTS} == stack_cli.DEFAULTS

@@ -32,6 +32,8 @@ from ._layers import history_group, set_plane
 if TYPE_CHECKING:
     import napari.viewer
 
+DEFAULT_MARGIN = 0.0  # refine_labels' default (checked by a test)
+
 
 class _PlaneSnapshot:
     """Array-like over a Labels layer's data that copies every plane it hands out.
@@ -72,6 +74,7 @@ class RefineWidget(QWidget):
         self._results: dict = {}
         self._snapshot: _PlaneSnapshot | None = None
         self._progress = None
+        self._in_slice = False
         self.report: list = []
         self.skipped: list = []
 
@@ -91,6 +94,13 @@ class RefineWidget(QWidget):
         self.click_distance.setRange(1.0, 100.0)
         self.click_distance.setValue(5.0)
         self.click_distance.setToolTip("a disagreement this deep (px) gets a corrective click")
+        self.margin = QDoubleSpinBox()
+        self.margin.setRange(0.0, 0.49)
+        self.margin.setSingleStep(0.05)
+        self.margin.setValue(DEFAULT_MARGIN)
+        self.margin.setToolTip(
+            "a pixel changes only where the probability is this far past the threshold"
+        )
         self.run_button = QPushButton("Refine all slices")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -103,6 +113,7 @@ class RefineWidget(QWidget):
         form.addRow("Min. object size", self.min_size)
         form.addRow("Extra clicks", self.extra_clicks)
         form.addRow("Click distance", self.click_distance)
+        form.addRow("Margin", self.margin)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -177,6 +188,7 @@ class RefineWidget(QWidget):
             "min_size": self.min_size.value(),
             "extra_clicks": self.extra_clicks.value(),
             "click_distance": self.click_distance.value(),
+            "margin": self.margin.value(),
         }
         snapshot, abort = self._snapshot, self._abort
 
@@ -217,12 +229,22 @@ class RefineWidget(QWidget):
         return self._predictor
 
     # ------------------------------------------------------------- worker callbacks
+    # napari's progress bar calls QApplication.processEvents(), so the worker's next
+    # signals (finished included) can be delivered *inside* these handlers: they update
+    # their state first and touch the progress bar last, and _on_finished defers itself
+    # when it arrives in the middle of _on_slice.
     def _on_slice(self, item):
+        if self._worker is None:
+            return
         index, refined, report = item
         self._results[tuple(index)] = (refined, report)
-        if self._progress is not None:
-            self._progress.update(1)
         self.status.setText(f"Refined {len(self._results)} slice(s)…")
+        if self._progress is not None:
+            self._in_slice = True
+            try:
+                self._progress.update(1)
+            finally:
+                self._in_slice = False
 
     def _on_returned(self, outcome):
         self._outcome = outcome
@@ -232,6 +254,11 @@ class RefineWidget(QWidget):
 
     def _on_finished(self):
         """Write all finished slices in one undo step (GUI thread)."""
+        if self._in_slice:
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self._on_finished)
+            return
         layer, snapshot = self._labels_layer, self._snapshot
         written, self.skipped, self.report = 0, [], []
         if layer in self.viewer.layers and self._results:

@@ -21,6 +21,10 @@ import argparse
 import os
 import sys
 
+# the defaults of refine_labels (kept literal here so that --help stays instant; a test
+# checks that they match)
+DEFAULTS = {"min_size": 25, "extra_clicks": 1, "margin": 0.0}
+
 DESCRIPTION = (
     "Refine every object of every slice of a label stack with FCFI: each object's mask "
     "is the feedback plus an automatic click at its interior point. TIFF or zarr in, "
@@ -72,17 +76,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--min-size",
         type=int,
-        default=25,
+        default=DEFAULTS["min_size"],
         metavar="PX",
-        help="objects smaller than this are kept as they are (default 25)",
+        help=f"objects smaller than this are kept as they are (default {DEFAULTS['min_size']})",
     )
     p.add_argument(
         "--extra-clicks",
         type=int,
-        default=1,
+        default=DEFAULTS["extra_clicks"],
         metavar="K",
         help="at most K corrective clicks per object where the refined and the "
-        "current masks disagree strongly (default 1; 0 disables)",
+        f"current masks disagree strongly (default {DEFAULTS['extra_clicks']}; 0 disables)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULTS["margin"],
+        metavar="P",
+        help="a pixel changes only where the probability is at least P past the threshold; "
+        f"elsewhere the current mask is kept (default {DEFAULTS['margin']})",
     )
     p.add_argument(
         "--report",
@@ -126,6 +138,7 @@ def run(args) -> int:
             slices=args.slices,
             min_size=args.min_size,
             extra_clicks=args.extra_clicks,
+            margin=args.margin,
             report=args.report,
         )
     except ValueError as exc:
@@ -150,7 +163,16 @@ def run(args) -> int:
 
 
 def prepare(
-    image, labels, output, *, model=None, slices=None, min_size=25, extra_clicks=1, report=None
+    image,
+    labels,
+    output,
+    *,
+    model=None,
+    slices=None,
+    min_size=DEFAULTS["min_size"],
+    extra_clicks=DEFAULTS["extra_clicks"],
+    margin=DEFAULTS["margin"],
+    report=None,
 ) -> dict:
     """Validate everything and describe the run; writes nothing. ValueError on bad input.
 
@@ -204,7 +226,11 @@ def prepare(
         "model": model,
         "all": slice_indices(lab.shape),
         "refine": refine,
-        "options": {"min_size": int(min_size), "extra_clicks": int(extra_clicks)},
+        "options": {
+            "min_size": int(min_size),
+            "extra_clicks": int(extra_clicks),
+            "margin": float(margin),
+        },
         "report": report,
     }
 

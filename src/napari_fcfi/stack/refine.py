@@ -20,6 +20,11 @@ one if it added it, and the object is predicted again with its previous probabil
 the feedback. Boundary corrections thinner than that are left to the network. At most
 ``extra_clicks`` such clicks are added per object (0 disables them).
 
+**Margin.** A pixel leaves or joins an object only where the probability is at least
+``margin`` past the predictor's threshold: the refined mask is
+``p > t + margin`` plus the current mask's pixels with ``p > t - margin``. Where the
+network is unsure, the current mask is kept (0 disables this).
+
 **Connected support.** Components of the refined mask that touch neither the current
 mask nor the clicks are dropped (a refinement must not spawn a far-away fragment).
 
@@ -239,6 +244,7 @@ def refine_slice(
     extra_clicks: int = 1,
     click_distance: float = 5.0,
     min_iou: float = 0.25,
+    margin: float = 0.0,
     batch_size: int = 8,
     index: tuple[int, ...] = (),
     cancel: Callable[[], bool] | None = None,
@@ -316,7 +322,8 @@ def refine_slice(
         new = np.zeros_like(old)
         ry = slice(obj.roi[0].start - win[0].start, obj.roi[0].stop - win[0].start)
         rx = slice(obj.roi[1].start - win[1].start, obj.roi[1].stop - win[1].start)
-        new[ry, rx] = obj.prob > thr
+        p = obj.prob
+        new[ry, rx] = (p > thr + margin) | (old[ry, rx] & (p > thr - margin))
         return win, old, new
 
     run(todo, first=True)
@@ -453,6 +460,7 @@ def refine_labels(
     extra_clicks: int = 1,
     click_distance: float = 5.0,
     min_iou: float = 0.25,
+    margin: float = 0.0,
     batch_size: int = 8,
     slices: slice | Iterable[int] | None = None,
     out=None,
@@ -469,7 +477,7 @@ def refine_labels(
     predictor
         a :class:`napari_fcfi.Predictor`; default :func:`default_predictor` (the built-in
         model with the :data:`REFINE_PREDICTOR` settings).
-    min_size, extra_clicks, click_distance, min_iou
+    min_size, extra_clicks, click_distance, min_iou, margin
         the rules of the module docstring.
     batch_size
         objects per network batch (``Predictor.predict_many``).
@@ -509,6 +517,7 @@ def refine_labels(
         extra_clicks=extra_clicks,
         click_distance=click_distance,
         min_iou=min_iou,
+        margin=margin,
         batch_size=batch_size,
     )
     try:
