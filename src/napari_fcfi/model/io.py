@@ -331,6 +331,9 @@ def load_model(source=None, device=None) -> nn.Module:
     load_state_dict_strict(model, state)
     dev = default_device() if device is None else torch.device(device)
     model = model.to(dev).eval()
+    if dev.type in ("cpu", "cuda"):
+        # NHWC weights match the NHWC activations the models use (no per-call reorders)
+        model = model.to(memory_format=torch.channels_last)
     model.checkpoint_path = str(path)
     return model
 
