@@ -14,6 +14,11 @@ Forward contract shared by every network (and by :class:`~napari_fcfi.model.stub
 Returns a dict with ``instances`` (logits), optional ``instances_aux``, ``feedback_ffcm``
 and ``feedback_cffm`` (probabilities), all (B, 1, H, W) at input resolution.
 
+Modules: :mod:`.hrnet_model` (HRNet-W18+OCR, official ``h18s``), :mod:`.deeplab`
+(DeepLabV3+/ResNet, official ``r101``), :mod:`.lite` (FCFI-Lite), :mod:`.ffcm` and
+:mod:`.cffm` (the two FCFI modules), :mod:`.io` (checkpoints), :mod:`.w1` (the conformance
+weights).
+
 Models may carry ``inference_defaults`` (a dict of Predictor keyword arguments such as
 zoom-in settings) that :class:`~napari_fcfi.inference.Predictor` uses unless told otherwise.
 """
@@ -26,3 +31,10 @@ def load_model(source=None, device=None):
     from .io import load_model as _load
 
     return _load(source, device=device)
+
+
+def save_model(model, path):
+    """Save a network in our format; see :func:`napari_fcfi.model.io.save_model`."""
+    from .io import save_model as _save
+
+    return _save(model, path)
