@@ -48,8 +48,14 @@ def load_stack(scale: float = 1.0):
     return image, labels
 
 
-def degrade(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Per object and slice: erode/dilate 1-3 px, shift <= 3 px, or punch small holes."""
+KINDS = ("erode", "dilate", "shift", "holes")
+
+
+def degrade(labels: np.ndarray, seed: int = 0, kinds: dict | None = None) -> np.ndarray:
+    """Per object and slice: erode/dilate 1-3 px, shift <= 3 px, or punch small holes.
+
+    ``kinds`` (optional dict) receives ``(slice, id) -> kind`` for a per-kind breakdown.
+    """
     rng = np.random.default_rng(seed)
     out = np.zeros_like(labels)
     for z in np.ndindex(*labels.shape[:-2]):
@@ -60,6 +66,8 @@ def degrade(labels: np.ndarray, seed: int = 0) -> np.ndarray:
         for lab in ids:
             m = plane == lab
             kind = rng.integers(4)
+            if kinds is not None:
+                kinds[(tuple(int(i) for i in z), int(lab))] = KINDS[kind]
             r = int(rng.integers(1, 4))
             disk = _disk(r)
             if kind == 0:
@@ -86,8 +94,9 @@ def _disk(r: int) -> np.ndarray:
     return yy**2 + xx**2 <= r * r
 
 
-def mean_iou(ref: np.ndarray, pred: np.ndarray, min_size: int) -> tuple[float, int]:
-    """Mean over (slice, object of ``ref`` with >= min_size px) of IoU(ref, pred)."""
+def mean_iou(ref: np.ndarray, pred: np.ndarray, min_size: int, kinds=None, by_kind=None):
+    """Mean over (slice, object of ``ref`` with >= min_size px) of IoU(ref, pred), and the
+    number of objects; ``by_kind`` (a dict) collects the IoUs per degradation kind."""
     ious = []
     for z in np.ndindex(*ref.shape[:-2]):
         a, b = ref[z], pred[z]
@@ -97,6 +106,9 @@ def mean_iou(ref: np.ndarray, pred: np.ndarray, min_size: int) -> tuple[float, i
                 continue
             m, n = a == lab, b == lab
             ious.append((m & n).sum() / (m | n).sum())
+            if by_kind is not None:
+                kind = kinds[(tuple(int(i) for i in z), int(lab))]
+                by_kind.setdefault(kind, []).append(ious[-1])
     return float(np.mean(ious)), len(ious)
 
 
@@ -193,7 +205,8 @@ def main(argv=None):
     a, b = (int(v) for v in args.slices.split(":"))
     image, labels = load_stack(args.scale)
     image, labels = image[a:b], labels[a:b]
-    bad = degrade(labels, seed=0)
+    kinds: dict = {}
+    bad = degrade(labels, seed=0, kinds=kinds)
     model = make_model(args.model)
     predictor_kw = {"flip": True} if args.flip else {}
     if args.crop:
@@ -218,7 +231,8 @@ def main(argv=None):
         for s in np.unique(labels[z], return_counts=True)[1][1:]
     ]
     res["median_diameter_px"] = float(np.median(sizes))
-    res["iou_degraded_before"], res["objects"] = mean_iou(labels, bad, args.min_size)
+    before: dict = {}
+    res["iou_degraded_before"], res["objects"] = mean_iou(labels, bad, args.min_size, kinds, before)
 
     thread_counts = [int(t) for t in args.threads.split(",")]
     for threads in thread_counts:
@@ -226,7 +240,17 @@ def main(argv=None):
         res[f"objects_per_s_{threads}thread"] = ops
         res[f"seconds_{threads}thread"] = dt
         print(f"in-process, {threads} thread(s): {ops:.1f} objects/s ({dt:.1f} s)", flush=True)
-    res["iou_degraded_after"], _ = mean_iou(labels, out, args.min_size)
+    after: dict = {}
+    res["iou_degraded_after"], _ = mean_iou(labels, out, args.min_size, kinds, after)
+    res["by_kind"] = {
+        k: {
+            "n": len(before[k]),
+            "before": float(np.mean(before[k])),
+            "after": float(np.mean(after[k])),
+        }
+        for k in sorted(before)
+    }
+    print("by kind:", json.dumps(res["by_kind"]), flush=True)
     res["extra_clicks_used"] = int(sum(r.clicks - 1 for r in report if r.clicks))
     res["failed"] = int(sum(r.status == "failed" for r in report))
     clean, _, _, _ = run_inprocess(image, labels, model, thread_counts[0], predictor_kw, **opts)
