@@ -30,10 +30,12 @@ What it computes for one click (y, x, label):
 The focus box is centred on the click at input resolution with half-sizes
 ``int(r*H/2 + 0.5)`` and ``int(r*W/2 + 0.5)`` (r = ``expansion_ratio``), clamped to the
 image, and mapped to feature resolution as ``(floor(y0*h/H), floor(x0*w/W), ceil(y1*h/H),
-ceil(x1*w/W))`` (end-exclusive). At inference the encoder runs on the whole map and the
-update is applied inside the hard box only. In training (``is_training=True``) the encoder runs on the whole map and the
-box is a soft, differentiable window of the same size (a product of logistic edges a
-quarter of a feature pixel wide, :attr:`FocusedCorrectionModule.soft_edge`).
+ceil(x1*w/W))`` (end-exclusive). At inference the update is applied inside this hard box
+only; the encoder is evaluated on the box plus its receptive-field margin, which equals
+encoding the whole map there, at a fraction of the cost. In training (``is_training=True``)
+the encoder runs on the whole map and the box is a soft, differentiable window of the same
+size (a product of logistic edges a quarter of a feature pixel wide,
+:attr:`FocusedCorrectionModule.soft_edge`).
 """
 
 from __future__ import annotations
