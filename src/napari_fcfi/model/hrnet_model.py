@@ -141,6 +141,9 @@ class HRNetModel(FCFIInputMixin, nn.Module):
             coord_channels=3,
             norm_layer=norm_layer,
         )
+        #: run on NHWC (channels_last) activations on CPU/CUDA (faster; same results within
+        #: float32 rounding)
+        self.channels_last = True
         # zoom-in settings of the official evaluation of the HRNet models (GrabCut configs)
         self.inference_defaults: dict = {"zoom_in_target_size": 700, "zoom_in_expansion_ratio": 3.0}
 
@@ -159,7 +162,7 @@ class HRNetModel(FCFIInputMixin, nn.Module):
         x = self.normalize(image)
         prev_mask = prev_mask.to(x.dtype)
         coord = torch.cat([prev_mask, self.click_maps(points, h, w, x.dtype)], dim=1)
-        if x.device.type in ("cpu", "cuda"):
+        if self.channels_last and x.device.type in ("cpu", "cuda"):
             # NHWC activations: ~12% less CPU time per forward (oneDNN convolutions)
             x = x.contiguous(memory_format=torch.channels_last)
             coord = coord.contiguous(memory_format=torch.channels_last)
