@@ -148,6 +148,8 @@ def _cfg(images, labels, out, init, **kw):
         warmup=2,
         ckpt_every=1,
         seed=3,
+        max_robot_clicks=1,
+        threads=1,
     )
     base.update(kw)
     return TrainConfig(**base)

@@ -223,9 +223,17 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
     """Run (or resume) a training; writes the final weights to ``cfg.out``; returns a summary."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, progress, resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
     from tqdm import tqdm
 
-    torch.set_num_threads(cfg.threads)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
