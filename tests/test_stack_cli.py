@@ -248,3 +248,23 @@ def test_cli_defaults_match_the_function():
 
     sig = inspect.signature(refine_labels).parameters
     assert {k: sig[k].default for k in stack_cli.DEFAULTS} == stack_cli.DEFAULTS
+
+
+def test_2d_rgb_and_4d_stacks(tmp_path, stub_model):
+    lab = disk_labels()
+    img = blobs_image(lab)
+    tifffile.imwrite(tmp_path / "rgb.tif", np.repeat(img[..., None], 3, axis=-1))
+    tifffile.imwrite(tmp_path / "lab.tif", lab)
+    assert _refine(tmp_path / "rgb.tif", tmp_path / "lab.tif", "-o", tmp_path / "o.tif") == 0
+    np.testing.assert_array_equal(
+        tifffile.imread(tmp_path / "o.tif"), refine_labels(img, lab, stub_predictor())[0]
+    )
+    lab4 = np.stack([np.stack([lab, lab[::-1]])] * 3)  # (T, Z, Y, X)
+    img4 = np.stack([np.stack([img, img[::-1]])] * 3)
+    tifffile.imwrite(tmp_path / "i4.tif", img4)
+    zarr.create_array(tmp_path / "l4.zarr", data=lab4, chunks=(1, 1, 64, 64))
+    out = tmp_path / "o4.zarr"
+    assert _refine(tmp_path / "i4.tif", tmp_path / "l4.zarr", "-o", out, "--slices", "1:2") == 0
+    ref, report = refine_labels(img4, lab4, stub_predictor(), slices=[1])
+    np.testing.assert_array_equal(zarr.open_array(out)[:], ref)
+    assert {r.slice for r in report} == {(1, 0), (1, 1)}
