@@ -45,6 +45,55 @@ def seeds(image: np.ndarray, n: int, min_area: int = 80) -> list[tuple[int, int]
     return out
 
 
+DSB_LABELS = (
+    Path(__file__).resolve().parents[3] / "shared/data/dsb2018/train/labels/63d981a107091e1e.tif"
+)
+
+
+def load_gt(path):
+    """Ground-truth instance labels of the ``nuclei2d`` sample (DSB2018 image
+    63d981a107091e1e), used to place the clicks like the evaluation's robot user."""
+    import tifffile
+
+    path = Path(path) if path else DSB_LABELS
+    return tifffile.imread(path) if path.is_file() else None
+
+
+def robot_objects(w, gt, n, max_clicks=3, target_iou=0.85):
+    """Segment ``n`` GT objects (away from the border, spread over the image) with the
+    widget, each with robot-user clicks until IoU >= ``target_iou``; the last object is
+    left active so that its clicks show. Returns the clicks and IoUs."""
+    from skimage.measure import regionprops
+
+    from napari_fcfi.evaluation import next_click
+    from napari_fcfi.stack.propagate import iou
+
+    h, wd = gt.shape
+    props = [
+        p
+        for p in regionprops(gt)
+        if p.area >= 300 and p.bbox[0] > 0 and p.bbox[1] > 0 and p.bbox[2] < h and p.bbox[3] < wd
+    ]
+    props.sort(key=lambda p: (p.centroid[0] // (h / 3), p.centroid[1]))
+    chosen = props[:: max(1, len(props) // n)][:n]
+    log = []
+    for i, p in enumerate(chosen):
+        obj = gt == p.label
+        clicks, pred, score = [], np.zeros_like(obj), 0.0
+        while len(clicks) < max_clicks and score < target_iou:
+            y, x, positive = next_click(obj, pred, clicks)
+            clicks.append((y, x, positive))
+            w.add_click((y, x), positive)
+            w.wait(300)
+            pred = w.labels_layer.data == w.object_id
+            score = iou(pred, obj)
+        log.append({"clicks": [list(map(int, c)) for c in clicks], "iou": round(score, 3)})
+        if i < len(chosen) - 1:
+            w.finish_object()
+            w.wait()
+    return log
+
+
 def close_toasts(viewer) -> None:
     """Close napari's notification pop-ups (e.g. the PyQt5 deprecation notice)."""
     from napari._qt.dialogs.qt_notification import NapariQtNotification
@@ -64,11 +113,16 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--out", default=str(HERE))
+    parser.add_argument("--gt", help="labels of the nuclei2d sample (default: ../shared DSB)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     out = Path(args.out)
     model = load(args.model)
-    info = {"model": args.model, "files": []}
+    info = {"model": args.model, "model_class": type(model).__name__, "files": []}
+    cfg = Path(getattr(model, "checkpoint_path", "")).with_suffix(".json")
+    if cfg.is_file():  # record which training step the weights come from
+        meta = json.loads(cfg.read_text())
+        info["model_meta"] = {k: meta[k] for k in ("arch", "step", "val_miou") if k in meta}
 
     def shot(viewer, name, reset=True):
         close_toasts(viewer)
@@ -93,16 +147,16 @@ def main(argv=None) -> dict:
         QApplication.processEvents()
     viewer.reset_view()
     shot(viewer, "2d-before.png")
-    points = seeds(data, 6)
-    for y, x in points:
-        w.add_click((y, x), True)
-        w.wait(300)
-        w.finish_object()
-        w.wait()
-    # one more object with a correction click, left active so its clicks are visible
-    y, x = seeds(data, 9)[-1]
-    w.add_click((y, x), True)
-    w.wait(300)
+    gt = load_gt(args.gt)
+    if gt is not None and gt.shape == data.shape:
+        info["clicks_2d"] = robot_objects(w, gt, 7)
+    else:  # no ground truth: one click at the interior point of Otsu objects
+        for i, (y, x) in enumerate(seeds(data, 7)):
+            w.add_click((y, x), True)
+            w.wait(300)
+            if i < 6:
+                w.finish_object()
+                w.wait()
     shot(viewer, "2d-after.png")
     info["objects_2d"] = int(len(np.unique(w.labels_layer.data)) - 1)
     viewer.close()
@@ -139,7 +193,7 @@ def main(argv=None) -> dict:
     slices = [int(i) for i in np.flatnonzero((w.labels_layer.data == w.object_id).any((1, 2)))]
     info["propagated_slices"] = slices
     viewer.dims.ndisplay = 3
-    layer.opacity = 0.5
+    layer.opacity = 0.35
     viewer.reset_view()
     obj = np.argwhere(w.labels_layer.data == w.object_id)
     if len(obj):
