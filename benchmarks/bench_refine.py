@@ -190,7 +190,7 @@ def main(argv=None):
     p.add_argument("--min-size", type=int, default=25)
     p.add_argument("--extra-clicks", type=int, default=1)
     p.add_argument("--margin", type=float, default=None, help="refine_labels(margin=...)")
-    p.add_argument("--flip", action="store_true", help="Predictor(flip=True)")
+    p.add_argument("--no-flip", action="store_true", help="Predictor(flip=False)")
     p.add_argument(
         "--crop",
         type=int,
@@ -208,7 +208,7 @@ def main(argv=None):
     kinds: dict = {}
     bad = degrade(labels, seed=0, kinds=kinds)
     model = make_model(args.model)
-    predictor_kw = {"flip": True} if args.flip else {}
+    predictor_kw = {"flip": False} if args.no_flip else {}
     if args.crop:
         predictor_kw.update(zoom_in_min_crop_size=args.crop, zoom_in_target_size=args.crop)
     opts = {"min_size": args.min_size, "extra_clicks": args.extra_clicks}
