@@ -1,9 +1,11 @@
 """Conformance of the DeepLabV3+ / ResNet-101 FCFI network with the official ``r101`` vectors.
 
 The network is built from the official ``config.json`` through ``napari_fcfi.model.io``
-(``tests/helpers_w1.py``), loaded strictly with formula-W1 weights and run on the two network-level cases of ``shared/conformance/r101`` (``first_click`` and
-``later_click``). Tolerances are the README's recommended ones. The model is built once and
-every case is run once per test session (ResNet-101 at 320x480 takes about 2 s on 2 threads).
+(``tests/helpers_w1.py``), loaded strictly with formula-W1 weights and run on the two
+network-level cases of ``shared/conformance/r101`` (``first_click`` and ``later_click``) and
+on the first click of the official session (flip batch). Tolerances are the README's
+recommended ones. The model is built once per test session and every case runs once
+(ResNet-101 at 320x480 takes about 2 s on 2 idle threads).
 """
 
 from __future__ import annotations
