@@ -149,6 +149,7 @@ def run_inprocess(image, labels, model, threads, predictor_kw, **opts):
 
 def run_cluster(image, labels, model_spec, workers, tmp):
     """The CLI path: TIFF in, zarr out, LocalCluster with ``workers`` processes."""
+    import dask
     import tifffile
     from distributed import Client, LocalCluster
 
@@ -160,6 +161,7 @@ def run_cluster(image, labels, model_spec, workers, tmp):
     job = cli.prepare(tmp / "image.tif", tmp / "labels.tif", out, model=model_source(model_spec))
     io.create_or_resume(job["work"], labels.shape, labels.dtype, job["meta"])
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": cli._worker_environ()}),
         LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
