@@ -362,6 +362,7 @@ def _worker_environ() -> dict:
     2.2x slower in a worker than in a plain process (FCFILite, 128 px, 1 thread).
     """
     import dask
+    import distributed  # noqa: F401 - loads distributed's config defaults
 
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     env["MALLOC_TRIM_THRESHOLD_"] = None  # None unsets a variable (distributed.nanny)
