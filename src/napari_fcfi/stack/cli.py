@@ -260,7 +260,8 @@ def _load_model(model):
         try:
             return napari_fcfi.load_model(model)
         except (FileNotFoundError, KeyError, ValueError) as exc:
-            raise ValueError(f"--model {model}: {exc}") from None
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(msg if model is None else f"--model {model}: {msg}") from None
     return model()
 
 
