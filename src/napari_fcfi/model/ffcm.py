@@ -24,13 +24,14 @@ What it computes for one click (y, x, label):
    (h, w) by bilinear interpolation with ``align_corners=True``;
 2. ``E = info_encoder(info)``: conv3x3-BN-ReLU then two depthwise-separable conv-BN-ReLU;
 3. ``A[p] = <E[p]/|E[p]|, E[c]/|E[c]|>``, the cosine affinity of every pixel p to the click
-   c, the click mapped to feature resolution by truncation ``(int(y*h/H), int(x*w/W))``;
+   c, the click mapped to feature resolution by truncation ``(int(y/H*h), int(x/W*w))``;
 4. inside the focus box, ``feedback <- (1 - A) * feedback + A * label``; outside, unchanged.
 
 The focus box is centred on the click at input resolution with half-sizes
 ``int(r*H/2 + 0.5)`` and ``int(r*W/2 + 0.5)`` (r = ``expansion_ratio``), clamped to the
-image, and mapped to feature resolution as ``(floor(y0*h/H), floor(x0*w/W), ceil(y1*h/H),
-ceil(x1*w/W))`` (end-exclusive). At inference the update is applied inside this hard box
+image, and mapped to feature resolution as ``(floor(y0/H*h), floor(x0/W*w), ceil(y1/H*h),
+ceil(x1/W*w))`` (end-exclusive), these products, like the click's, evaluated in float32 as
+the reference does (visible when they are nearly integers). At inference the update is applied inside this hard box
 only; the encoder is evaluated on the box plus its receptive-field margin, which equals
 encoding the whole map there, at a fraction of the cost. In training (``is_training=True``)
 the encoder runs on the whole map and the box is a soft, differentiable window of the same
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,10 +76,16 @@ def focus_box(
     yi, xi = int(y), int(x)
     y0, y1 = max(yi - hy, 0), min(yi + hy, H)
     x0, x1 = max(xi - hx, 0), min(xi + hx, W)
-    fy0, fx0 = math.floor(y0 * h / H), math.floor(x0 * w / W)
-    fy1, fx1 = math.ceil(y1 * h / H), math.ceil(x1 * w / W)
-    cy = min(max(int(y * h / H), 0), h - 1)
-    cx = min(max(int(x * w / W), 0), w - 1)
+
+    def to_feat(v, n_in, n_feat):
+        # (v / n_in) * n_feat in float32, as the reference computes it on tensors; this
+        # matters when it is nearly an integer (e.g. 212 / 400 * 100 -> 52.999996)
+        return float(np.float32(np.float32(v) / np.float32(n_in)) * np.float32(n_feat))
+
+    fy0, fx0 = math.floor(to_feat(y0, H, h)), math.floor(to_feat(x0, W, w))
+    fy1, fx1 = math.ceil(to_feat(y1, H, h)), math.ceil(to_feat(x1, W, w))
+    cy = min(max(int(to_feat(y, H, h)), 0), h - 1)
+    cx = min(max(int(to_feat(x, W, w)), 0), w - 1)
     return (y0, x0, y1, x1), (fy0, fx0, fy1, fx1), (cy, cx)
 
 
