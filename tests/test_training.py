@@ -211,6 +211,8 @@ def test_finetune_builtin_via_cli(tmp_path, dataset):
             "--val-fraction",
             "0",
             "--no-progress",
+            "--threads",
+            "1",
             "--out",
             str(out),
         ]
