@@ -47,6 +47,15 @@ def test_focus_box_rules():
     assert click == (79, 119)
 
 
+def test_focus_box_float32_mapping():
+    """Products are evaluated in float32 like the reference (official session vectors)."""
+    # h18s session click 3, flipped sample at 525x700 -> 132x175 features: 440/700*175 in
+    # float32 is just above 110, so the box ends at 111 (exclusive)
+    assert focus_box(290, 335, (525, 700), (132, 175), 0.3)[1] == (53, 57, 93, 111)
+    # r101 session click 0 at 300x400 -> 75x100 features: 212/400*100 -> 52.999996 -> 52
+    assert focus_box(156, 212, (300, 400), (75, 100), 0.3)[2] == (39, 52)
+
+
 def test_outside_box_unchanged_and_label_pulls_inside(ffcm, inputs):
     feats, image, coord, fb = inputs
     new = torch.tensor([[[32, 48, 1]], [[32, 48, 0]]])
