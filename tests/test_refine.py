@@ -96,16 +96,22 @@ def test_ownership_higher_probability_wins():
     grow1 = np.zeros(lab.shape, np.float32)
     grow1[10:30, 5:24] = 0.8  # object 1 claims 6 columns of object 2 with p = 0.8
     own2 = np.where(lab == 2, 0.9, 0.0).astype(np.float32)
-    out, _ = refine_slice(np.zeros(lab.shape), lab, FakePredictor(lab, {1: grow1, 2: own2}))
+    out, _ = refine_slice(
+        np.zeros(lab.shape), lab, FakePredictor(lab, {1: grow1, 2: own2}), margin=0
+    )
     np.testing.assert_array_equal(out, lab)  # 0.8 < 0.9: object 2 keeps its pixels
 
     weak2 = np.where(lab == 2, 0.6, 0.0).astype(np.float32)
-    out, rep = refine_slice(np.zeros(lab.shape), lab, FakePredictor(lab, {1: grow1, 2: weak2}))
+    out, rep = refine_slice(
+        np.zeros(lab.shape), lab, FakePredictor(lab, {1: grow1, 2: weak2}), margin=0
+    )
     assert (out[10:30, 5:24] == 1).all() and (out[10:30, 24:32] == 2).all()
     assert {r.label: r.changed_pixels for r in rep} == {1: 120, 2: 120}
 
     tie = np.where(lab == 2, 0.8, 0.0).astype(np.float32)
-    out, _ = refine_slice(np.zeros(lab.shape), lab, FakePredictor(lab, {1: grow1, 2: tie}))
+    out, _ = refine_slice(
+        np.zeros(lab.shape), lab, FakePredictor(lab, {1: grow1, 2: tie}), margin=0
+    )
     np.testing.assert_array_equal(out, lab)  # on a tie the owner keeps the pixel
 
 

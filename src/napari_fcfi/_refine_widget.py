@@ -32,7 +32,7 @@ from ._layers import history_group, set_plane
 if TYPE_CHECKING:
     import napari.viewer
 
-DEFAULT_MARGIN = 0.3  # refine_labels' default (checked by a test)
+DEFAULT_MARGIN = 0.35  # refine_labels' default (checked by a test)
 
 
 class _PlaneSnapshot:

@@ -23,7 +23,7 @@ import sys
 
 # the defaults of refine_labels (kept literal here so that --help stays instant; a test
 # checks that they match)
-DEFAULTS = {"min_size": 25, "extra_clicks": 1, "margin": 0.3}
+DEFAULTS = {"min_size": 25, "extra_clicks": 1, "margin": 0.35}
 
 DESCRIPTION = (
     "Refine every object of every slice of a label stack with FCFI: each object's mask "
