@@ -30,13 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"napari-fcfi {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:  # a command whose module is not written yet
-            if exc.name != modname:
-                raise
-            continue
+    for modname in COMMANDS.values():
+        mod = importlib.import_module(modname)
         p = mod.add_parser(sub)
         p.set_defaults(_run=mod.run)
     return parser

@@ -36,7 +36,9 @@ def new_points_array(clicks: Sequence[Click], k: int = 1) -> np.ndarray:
     if not clicks:
         raise ValueError("at least one click is needed")
     last = list(clicks)[-k:]
-    return np.asarray([(float(y), float(x), 1.0 if p else 0.0) for y, x, p in last], dtype=np.float64)
+    return np.asarray(
+        [(float(y), float(x), 1.0 if p else 0.0) for y, x, p in last], dtype=np.float64
+    )
 
 
 def disk_maps(points: torch.Tensor, height: int, width: int, radius: float = 5.0) -> torch.Tensor:
