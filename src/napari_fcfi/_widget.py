@@ -592,12 +592,9 @@ class FCFIWidget(QWidget):
         import torch
 
         if device == "auto":
-            if torch.cuda.is_available():
-                return "cuda"
-            mps = getattr(torch.backends, "mps", None)
-            if mps is not None and mps.is_available():
-                return "mps"
-            return "cpu"
+            from .model.io import default_device
+
+            return default_device().type
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("CUDA was chosen but torch sees no CUDA GPU; pick 'auto' or 'cpu'")
         if device == "mps":

@@ -137,12 +137,9 @@ def pick_device(device=None) -> torch.device:
     """``device`` as given, else CUDA, then Apple MPS, then CPU."""
     if device is not None:
         return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    from ..model.io import default_device
+
+    return default_device()
 
 
 def _as_click_list(clicks, shape) -> list[tuple[int, int, bool]]:
