@@ -151,27 +151,36 @@ def run_cluster(image, labels, model_spec, workers, tmp):
     """The CLI path: TIFF in, zarr out, LocalCluster with ``workers`` processes."""
     import dask
     import tifffile
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_worker
 
-    from napari_fcfi.stack import cli, io
+    from napari_fcfi.stack import cli, store
+    from napari_fcfi.stack.cluster import SliceWorkerPlugin, worker_environ
 
     tifffile.imwrite(tmp / "image.tif", image)
     tifffile.imwrite(tmp / "labels.tif", labels)
     out = tmp / f"out{workers}.zarr"
     job = cli.prepare(tmp / "image.tif", tmp / "labels.tif", out, model=model_source(model_spec))
-    io.create_or_resume(job["work"], labels.shape, labels.dtype, job["meta"])
+    fp = job["fingerprint"]
+    store.open_store(job["work"], fp["shape"], fp["dtype"], fp)
+    task_job = {**{k: job[k] for k in ("work", "model", "fingerprint", "options")}, "run": "bench"}
     with (
-        dask.config.set({"distributed.nanny.pre-spawn-environ": cli._worker_environ()}),
+        dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}),
         LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
-        # warm up: load the model once per worker (not timed, as in a long run)
-        client.run(cli._worker_predictor, job["model"], 1)
+        client.register_plugin(SliceWorkerPlugin(), name="bench")
+
+        def warm():  # load the model once per worker (not timed, as in a long run)
+            with get_worker().plugins["bench"].slice_worker.predictor(job["model"], fp["model"], 1):
+                pass
+
+        client.run(warm)
         t0 = time.perf_counter()
         futures = [
-            client.submit(cli.slice_task, job, i, True, 1, pure=False) for i, _ in cli.pending(job)
+            client.submit(cli.slice_task, task_job, i, True, 1, pure=False)
+            for i, _ in cli.pending(job)
         ]
         rows = [r for f in futures for r in f.result()]
         dt = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from _refine_helpers import BrightNet, FakePredictor, blobs_image, disk_labels, stub_predictor
 from napari_fcfi.stack import RefineCancelled, refine_labels
-from napari_fcfi.stack.refine import default_predictor, interior_point, refine_slice
+from napari_fcfi.stack.refine import default_predictor, interior_point, iter_refine, refine_slice
 
 
 def _stack(n=3):
@@ -234,3 +234,61 @@ def test_margin_keeps_current_mask_where_network_is_unsure():
     expected = np.zeros_like(lab)
     expected[10:30, 6:26] = 1
     np.testing.assert_array_equal(out, expected)
+
+
+def test_out_dtype_must_hold_every_id():
+    """Ids 254-257 used to be written into a uint8 ``out`` as 254, 255, 0, 1."""
+    lab = disk_labels(
+        shape=(64, 64), centers=((16, 16), (16, 44), (44, 16), (44, 44)), ids=[254, 255, 256, 257]
+    )
+    img = blobs_image(lab)
+    out = np.zeros(lab.shape, np.uint8)
+    with pytest.raises(ValueError, match="cannot hold the label ids"):
+        refine_labels(img, lab, FakePredictor(lab), out=out)
+    assert (out == 0).all()  # refused before anything was written
+    with pytest.raises(ValueError, match="cannot hold"):
+        refine_labels(
+            img, lab.astype(np.uint32), FakePredictor(lab), out=np.zeros(lab.shape, np.float32)
+        )
+    # a wider dtype, or a narrower one that still holds the ids present, is fine
+    res, _ = refine_labels(img, lab, FakePredictor(lab), out=np.zeros(lab.shape, np.int32))
+    np.testing.assert_array_equal(res, lab)
+    small = np.where(lab > 0, lab - 200, 0).astype(np.uint16)
+    res, _ = refine_labels(img, small, FakePredictor(small), out=np.zeros(lab.shape, np.uint8))
+    np.testing.assert_array_equal(res, small)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("margin", float("nan")),
+        ("margin", 1.5),
+        ("margin", -0.1),
+        ("min_iou", float("nan")),
+        ("click_distance", float("inf")),
+        ("extra_clicks", -1),
+        ("min_size", 2.5),
+        ("batch_size", 0),
+    ],
+)
+def test_nan_and_out_of_range_options_are_refused(option, value):
+    """A NaN margin used to make every object "failed", with no error."""
+    img, lab = _stack(2)
+    out = np.zeros_like(lab)
+    with pytest.raises(ValueError, match=option):
+        refine_labels(img, lab, FakePredictor(lab[0]), out=out, **{option: value})
+    assert (out == 0).all()
+    with pytest.raises(ValueError, match=option):
+        refine_slice(img[0], lab[0], FakePredictor(lab[0]), **{option: value})
+    with pytest.raises(ValueError, match=option):
+        next(iter_refine(img, lab, FakePredictor(lab[0]), **{option: value}))
+
+
+def test_negative_ids_refused_before_anything_is_written():
+    img, lab = _stack(3)
+    bad = lab.astype(np.int32)
+    bad[2, 0, 0] = -1  # only the last slice is bad
+    out = np.zeros_like(bad)
+    with pytest.raises(ValueError, match="negative"):
+        refine_labels(img, bad, FakePredictor(lab[0]), out=out)
+    assert (out == 0).all()

@@ -1,16 +1,26 @@
 """``napari-fcfi refine IMAGE LABELS -o OUT``: refine every object of every slice.
 
 Runs :func:`napari_fcfi.stack.refine.refine_slice` once per 2-D slice, each slice one
-dask task, on a ``dask.distributed`` LocalCluster sized to the machine (one single-threaded
-worker process per core; each worker loads the model once), or on an existing cluster
-with ``--scheduler ADDRESS`` (its workers must see the same paths). Tasks read their own
-slice from the input files and write their own chunk of the output, so memory stays at a
-few slices per worker whatever the stack size.
+dask task, on a ``dask.distributed`` LocalCluster sized to the machine (single-threaded
+worker processes, one per free core; each worker loads the model once), or on an existing
+cluster with ``--scheduler ADDRESS`` (its workers must see the same paths). Tasks read
+their own slice from the input files and write their own chunk of the output, so memory
+stays at a few slices per worker whatever the stack size.
 
 Inputs are TIFF (read lazily through tifffile's zarr interface) or zarr; the output is
-zarr or TIFF by its extension. The run is resumable: slices already written are skipped
-when the same command is run again (a TIFF output is assembled from ``OUT.partial.zarr``
-at the end). Bad input gives a one-line error, exit status 2 and no output.
+zarr or TIFF by its extension. Before anything is written, the inputs are read once in
+full to validate them and to fingerprint them, the model is loaded and the scheduler is
+reached (within ``--timeout``). Bad input gives a one-line error, exit status 2 and no
+output.
+
+**Resume rule.** The work store (the zarr output, or ``OUT.partial.zarr`` for a TIFF
+output) records the fingerprint of the run: the inputs' paths, sizes, modification times
+and content hashes, the model's weights hash and every option except ``--slices``. Running
+the same command again resumes it: slices already finished are skipped. A run whose
+inputs, model or options differ in any way is refused (exit 2, naming what differs);
+``--overwrite`` discards the old run and computes everything again. ``--slices`` may differ
+between runs on the same output: each run refines its slices, and copies the others
+unchanged unless a previous run refined them.
 
 This module is imported by ``napari-fcfi --help``; heavy imports happen inside ``run``.
 """
@@ -18,17 +28,21 @@ This module is imported by ``napari-fcfi --help``; heavy imports happen inside `
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
 # the defaults of refine_labels (kept literal here so that --help stays instant; a test
 # checks that they match)
 DEFAULTS = {"min_size": 25, "extra_clicks": 1, "margin": 0.35}
+DEFAULT_TIMEOUT = 30.0
 
 DESCRIPTION = (
     "Refine every object of every slice of a label stack with FCFI: each object's mask "
     "is the feedback plus an automatic click at its interior point. TIFF or zarr in, "
-    "zarr or TIFF out (by extension); parallel with dask.distributed; resumable."
+    "zarr or TIFF out (by extension); parallel with dask.distributed; resumable: the same "
+    "command continues an interrupted run, and a run with other inputs, model or options "
+    "is refused unless --overwrite is given."
 )
 
 
@@ -45,7 +59,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--output",
         required=True,
         metavar="OUT",
-        help="output .zarr or .tif/.tiff; re-running the same command resumes an interrupted run",
+        help="output .zarr or .tif/.tiff; re-running the same command resumes an interrupted "
+        "run (only with the same inputs, model and options)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard an existing output or interrupted run at OUT and compute everything again",
     )
     p.add_argument(
         "--model",
@@ -58,7 +78,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="worker processes of the local cluster (default: one per CPU core)",
+        help="worker processes of the local cluster (default: one per free CPU core)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="T",
+        help="torch threads per worker process (default: the free CPU cores divided among "
+        "the workers, at least 1; 1 on a --scheduler cluster)",
     )
     p.add_argument(
         "--scheduler",
@@ -66,6 +94,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="address of a running dask.distributed scheduler (e.g. tcp://host:8786) "
         "instead of a local cluster; 'synchronous' runs in this process",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help="give up if the --scheduler has not answered, with at least one worker, within "
+        f"S seconds (default {DEFAULT_TIMEOUT:g})",
     )
     p.add_argument(
         "--slices",
@@ -93,8 +129,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=float,
         default=DEFAULTS["margin"],
         metavar="P",
-        help="a pixel changes only where the probability is at least P past the threshold; "
-        f"elsewhere the current mask is kept (default {DEFAULTS['margin']})",
+        help="a pixel changes only where the probability is at least P (0 to 1) past the "
+        f"threshold; elsewhere the current mask is kept (default {DEFAULTS['margin']})",
     )
     p.add_argument(
         "--report",
@@ -124,12 +160,23 @@ def parse_slices(text: str | None, n: int) -> slice | None:
     return s
 
 
+def check_run_settings(workers=None, threads=None, scheduler=None, timeout=DEFAULT_TIMEOUT):
+    """ValueError for bad ``--workers``, ``--threads``, ``--scheduler`` or ``--timeout``."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers {workers}: expected a positive number")
+    if workers is not None and scheduler is not None:
+        raise ValueError("--workers sizes the local cluster; it cannot go with --scheduler")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads {threads}: expected a positive number")
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+        shown = f"{timeout:g}" if isinstance(timeout, int | float) else repr(timeout)
+        raise ValueError(f"--timeout {shown}: expected a positive number of seconds")
+
+
 def run(args) -> int:
+    runner = None
     try:
-        if args.workers is not None and args.workers < 1:
-            raise ValueError(f"--workers {args.workers}: expected a positive number")
-        if args.workers is not None and args.scheduler is not None:
-            raise ValueError("--workers sizes the local cluster; it cannot go with --scheduler")
+        check_run_settings(args.workers, args.threads, args.scheduler, args.timeout)
         job = prepare(
             args.image,
             args.labels,
@@ -140,12 +187,20 @@ def run(args) -> int:
             extra_clicks=args.extra_clicks,
             margin=args.margin,
             report=args.report,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+        runner = make_runner(
+            workers=args.workers,
+            threads=args.threads,
+            scheduler=args.scheduler,
+            timeout=args.timeout,
         )
     except ValueError as exc:
         print(f"napari-fcfi refine: error: {exc}", file=sys.stderr)
         return 2
     try:
-        execute(job, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+        execute(job, runner, progress=not args.quiet)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing slice task: keep the partial output for a re-run
@@ -156,10 +211,28 @@ def run(args) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        runner.close()
     return 0
 
 
 # --------------------------------------------------------------------------- the job
+
+
+def _check_flags(**options) -> None:
+    """:func:`~napari_fcfi.stack.refine.check_option`, with the message naming the flag."""
+    from .refine import OPTION_RANGES, check_option
+
+    for name, value in options.items():
+        try:
+            check_option(name, value)
+        except ValueError:
+            flag = "--" + name.replace("_", "-")
+            low, high, integer = OPTION_RANGES[name]
+            span = f">= {low}" if high == math.inf else f"from {low} to {high}"
+            raise ValueError(
+                f"{flag} {value}: expected {'an integer' if integer else 'a number'} {span}"
+            ) from None
 
 
 def prepare(
@@ -173,19 +246,32 @@ def prepare(
     extra_clicks=DEFAULTS["extra_clicks"],
     margin=DEFAULTS["margin"],
     report=None,
+    overwrite=False,
+    progress=False,
 ) -> dict:
     """Validate everything and describe the run; writes nothing. ValueError on bad input.
 
-    ``model`` is a name or path for :func:`napari_fcfi.load_model`, or a picklable
-    zero-argument callable returning a network (e.g. a class), for scripting and tests.
+    Reads both inputs once in full (validation and fingerprint, see
+    :mod:`napari_fcfi.stack.fingerprint`), loads the model, and checks that an existing
+    work store at the output belongs to the same run (or that ``overwrite`` is set).
+    ``model`` is a name or path for :func:`napari_fcfi.model.io.load_model`, or a
+    picklable zero-argument callable returning a network (e.g. a class), for scripting
+    and tests. ``progress`` shows a progress bar while the inputs are read.
     """
     from pathlib import Path
 
     import numpy as np
 
-    from . import io
-    from .refine import check_labels_dtype, slice_indices, split_channels
+    from . import fingerprint, io, store, worker
+    from .cores import allowed_cores
+    from .refine import (
+        REFINE_PREDICTOR,
+        check_labels_dtype,
+        slice_indices,
+        split_channels,
+    )
 
+    _check_flags(min_size=min_size, extra_clicks=extra_clicks, margin=margin)
     out = Path(output)
     io.kind_of(out)
     for src in (image, labels):
@@ -203,217 +289,153 @@ def prepare(
         sel = parse_slices(slices, lab.shape[0])
     if report is not None and not str(report).lower().endswith(".csv"):
         raise ValueError(f"--report {report}: expected a .csv file name")
-    if out.exists() and io.kind_of(out) == "tiff":
-        raise ValueError(f"{out} already exists; remove it or choose another -o")
-    work = io.work_store_path(out)
-    meta = {
-        "shape": list(lab.shape),
-        "dtype": np.dtype(lab.dtype).str,
-        "image": os.path.abspath(image),
-        "labels": os.path.abspath(labels),
-        "model": model if isinstance(model, str) or model is None else repr(model),
-    }
+    if out.exists() and io.kind_of(out) == "tiff" and not overwrite:
+        raise ValueError(
+            f"{out} already exists; run again with --overwrite to replace it, or choose another -o"
+        )
+    work = store.work_store_path(out)
     if work.exists():
-        _check_resumable(work, meta)
-    _load_model(model)  # a bad --model fails here, before anything is written
-    refine = {tuple(i) for i in slice_indices(lab.shape, sel)} if lab.ndim >= 3 else {()}
+        store.stored_fingerprint(work)  # refuses a store that is not ours, before the scan
+    net = worker.load_network(model)  # a bad --model fails here, before anything is written
+    model_fp = fingerprint.model_fingerprint(model, net)
+    del net
+    every = slice_indices(lab.shape)
+    refine = {tuple(i) for i in slice_indices(lab.shape, sel)}
+    image_fp, labels_fp = fingerprint.scan_inputs(
+        img,
+        lab,
+        every,
+        refine,
+        image_path=os.path.abspath(image),
+        labels_path=os.path.abspath(labels),
+        threads=min(4, allowed_cores()),
+        progress=progress,
+    )
+    options = {
+        "min_size": int(min_size),
+        "extra_clicks": int(extra_clicks),
+        "margin": float(margin),
+    }
+    dtype = np.dtype(lab.dtype).newbyteorder("=")
+    fp = {
+        "format": store.FORMAT,
+        "shape": [int(n) for n in lab.shape],
+        "dtype": dtype.str,
+        "image": image_fp,
+        "labels": labels_fp,
+        "model": model_fp,
+        # every option that defines the result, the defaults included
+        "options": {**_function_defaults(), **options, "predictor": dict(REFINE_PREDICTOR)},
+    }
+    store.check_resumable(work, fp, overwrite)
     return {
         "image": os.path.abspath(image),
         "labels": os.path.abspath(labels),
         "out": out,
         "work": work,
-        "meta": meta,
         "model": model,
-        "all": slice_indices(lab.shape),
+        "fingerprint": fp,
+        "all": [tuple(i) for i in every],
         "refine": refine,
-        "options": {
-            "min_size": int(min_size),
-            "extra_clicks": int(extra_clicks),
-            "margin": float(margin),
-        },
+        "options": options,
         "report": report,
+        "overwrite": bool(overwrite),
     }
 
 
-def _check_resumable(work, meta) -> None:
-    import zarr
+def _function_defaults() -> dict:
+    """The other options of refine_slice, at the values a CLI run uses."""
+    import inspect
 
-    from . import io
+    from .refine import OPTION_RANGES, refine_slice
 
-    try:
-        old = dict(zarr.open_array(str(work), mode="r").attrs).get(io.META_KEY)
-    except Exception:
-        old = None
-    if old is None:
-        raise ValueError(f"{work} exists and is not a napari-fcfi refine output; remove it")
-    if (list(old["shape"]), old["dtype"]) != (meta["shape"], meta["dtype"]):
-        raise ValueError(
-            f"{work} holds a run for shape {tuple(old['shape'])} {old['dtype']}, not "
-            f"{tuple(meta['shape'])} {meta['dtype']}; remove it or choose another -o"
-        )
+    sig = inspect.signature(refine_slice).parameters
+    return {name: sig[name].default for name in OPTION_RANGES}
 
 
-def _load_model(model):
-    import napari_fcfi
+def make_runner(*, workers=None, threads=None, scheduler=None, timeout=DEFAULT_TIMEOUT):
+    """Where the slice tasks run; reaches the scheduler (ValueError) and writes nothing."""
+    from .cores import default_threads, default_workers
 
-    if model is None or isinstance(model, str | os.PathLike):
-        try:
-            return napari_fcfi.load_model(model)
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ValueError(msg if model is None else f"--model {model}: {msg}") from None
-    return model()
+    if scheduler == "synchronous":
+        from .worker import InProcessRunner
 
+        return InProcessRunner(threads or default_threads(1))
+    from .cluster import DaskRunner
 
-_PREDICTORS: dict = {}
-
-
-def _worker_predictor(model, threads: int):
-    """One predictor per (worker process, model): the model is loaded once per worker."""
-    key = (model if isinstance(model, str) or model is None else id(model), threads)
-    if key not in _PREDICTORS:
-        import torch
-
-        from .refine import default_predictor
-
-        torch.set_num_threads(max(1, threads))
-        _PREDICTORS[key] = default_predictor(_load_model(model))
-    return _PREDICTORS[key]
+    if scheduler is None:
+        n = workers or default_workers()
+        return DaskRunner.local(n, threads or default_threads(n))
+    return DaskRunner.remote(scheduler, threads or 1, timeout)
 
 
-def slice_task(job: dict, index: tuple, refine: bool, threads: int = 1) -> list[dict]:
-    """One dask task: read slice ``index``, refine it (or copy it), write it, record it."""
-    import numpy as np
-    import zarr
+def slice_task(job: dict, index: tuple, refine: bool, threads: int = 1, worker=None):
+    """One task: read slice ``index``, refine it (or copy it), write it, record it.
 
-    from . import io
-    from .refine import refine_slice
+    ``worker`` is the :class:`~napari_fcfi.stack.worker.SliceWorker` to use; by default
+    the one the run installed on this dask worker.
+    """
+    from .worker import current_worker
 
-    lab_arr = io.open_array(job["labels"], cached=True)
-    lab = np.asarray(lab_arr[index])
-    rows: list[dict] = []
-    if refine:
-        img = np.asarray(io.open_array(job["image"], cached=True)[index])
-        out, report = refine_slice(
-            img, lab, _worker_predictor(job["model"], threads), index=index, **job["options"]
-        )
-        rows = [r.as_dict() for r in report]
-    else:
-        out = lab
-    arr = zarr.open_array(str(job["work"]), mode="r+")
-    arr[index] = out
-    io.record_slice(job["work"], index, rows, refined=refine)
-    return rows
+    if worker is None:
+        worker = current_worker(job.get("run"))
+    return worker.run_slice(job, index, refine, threads)
 
 
-def pending(job: dict) -> list[tuple[tuple, bool]]:
-    """(index, refine?) of the slices still to do; refined slices are never redone."""
-    from . import io
+def pending(job: dict, records: dict | None = None) -> list[tuple[tuple, bool]]:
+    """(index, refine?) of the slices still to do; refined slices are never redone.
 
-    done = io.finished_slices(job["work"])
+    A slice counts as done only if its completion record holds
+    (:func:`napari_fcfi.stack.store.valid_records`).
+    """
+    from . import store
+
+    if records is None:
+        records = store.valid_records(job["work"], job["all"])
     todo = []
     for index in job["all"]:
-        key = io.slice_key(index)
         wanted = tuple(index) in job["refine"]
-        if key in done and (not wanted or io.is_refined(job["work"], key)):
+        rec = records.get(tuple(index))
+        if rec is not None and (not wanted or rec["refined"]):
             continue
         todo.append((tuple(index), wanted))
     return todo
 
 
-def execute(job: dict, *, workers=None, scheduler=None, progress=True) -> list[dict]:
-    """Run the job (creating or resuming the output) and finalize it; returns the report."""
+def execute(job: dict, runner, *, progress=True) -> list[dict]:
+    """Run the job (creating or resuming the work store) and finalize it; returns the report."""
     import numpy as np
     from tqdm import tqdm
 
-    from . import io
+    from . import store
 
-    io.create_or_resume(
-        job["work"], job["meta"]["shape"], np.dtype(job["meta"]["dtype"]), job["meta"]
+    fp = job["fingerprint"]
+    store.open_store(
+        job["work"], fp["shape"], np.dtype(fp["dtype"]), fp, overwrite=job["overwrite"]
     )
     todo = pending(job)
+    if todo:
+        store.set_complete(job["work"], False)
     bar = tqdm(total=len(todo), unit="slice", desc="refine", disable=not progress or not todo)
-    if todo and scheduler == "synchronous":
-        for index, wanted in todo:
-            slice_task(job, index, wanted, threads=_cpu_count())
-            bar.update()
-    elif todo:
-        _run_distributed(job, todo, workers, scheduler, bar)
-    bar.close()
-    records = io.read_records(job["work"])
-    rows = [row for rec in records for row in rec["objects"]]
-    io.finalize(job["work"], job["out"])
+    # what a task needs (not the slice lists: they grow with the stack)
+    task_job = {k: job[k] for k in ("work", "model", "fingerprint", "options")}
+    try:
+        if todo:
+            runner.run(slice_task, task_job, todo, bar)
+    finally:
+        bar.close()
+    records = store.valid_records(job["work"], job["all"])
+    left = pending(job, records)
+    if left:
+        raise RuntimeError(
+            f"{len(left)} slice(s) are not recorded in {job['work']} after the run (do all "
+            "workers see this path?)"
+        )
+    rows = [row for index in job["all"] for row in records[tuple(index)]["objects"]]
+    store.finalize(job["work"], job["out"])
     if job["report"]:
         _write_csv(job["report"], rows)
     return rows
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS/Windows
-        return os.cpu_count() or 1
-
-
-def _worker_environ() -> dict:
-    """dask's worker environment without ``MALLOC_TRIM_THRESHOLD_``.
-
-    dask sets it to 64 KiB for its workers; glibc then also stops adapting its mmap
-    threshold, so every large torch buffer is mmap'ed and unmapped again: the network ran
-    2.2x slower in a worker than in a plain process (FCFILite, 128 px, 1 thread).
-    """
-    import dask
-    import distributed  # noqa: F401 - loads distributed's config defaults
-
-    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
-    env["MALLOC_TRIM_THRESHOLD_"] = None  # None unsets a variable (distributed.nanny)
-    return env
-
-
-def _run_distributed(job, todo, workers, scheduler, bar) -> None:
-    import logging
-
-    import dask
-    from distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler is None:
-        n = workers or _cpu_count()
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": _worker_environ()}):
-            cluster = LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-        threads = max(1, _cpu_count() // n)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-        threads = 1
-    # what a task needs (not the slice lists: they grow with the stack)
-    job = {k: job[k] for k in ("image", "labels", "work", "model", "options")}
-    try:
-        futures = [
-            client.submit(
-                slice_task,
-                job,
-                index,
-                wanted,
-                threads,
-                pure=False,
-                key=f"refine-slice-{'_'.join(map(str, index))}-{os.getpid()}",
-            )
-            for index, wanted in todo
-        ]
-        for fut in as_completed(futures):
-            fut.result()  # re-raises a task's error here
-            bar.update()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _write_csv(path, rows) -> None:

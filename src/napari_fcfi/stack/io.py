@@ -1,27 +1,17 @@
-"""Lazy stack I/O for batch refinement: TIFF (through tifffile's zarr interface) and zarr.
+"""Lazy input arrays for batch refinement: TIFF (through tifffile's zarr interface) and zarr.
 
-Inputs are opened without reading pixels; a slice is read when it is indexed. The output
-of a run is always first a zarr array chunked one 2-D slice per chunk (so that each
-slice task writes exactly one chunk, from any process) with a small *completion record*
-beside the chunks: one JSON file per finished slice holding that slice's object report.
-A re-run skips the slices with a record (resume). A TIFF output is converted from that
-zarr store at the end, then the store is removed.
+Inputs are opened without reading pixels; a slice is read when it is indexed. Nothing is
+cached here: a process that keeps arrays open between tasks does so in an object whose
+cache is keyed by the file's identity (see :mod:`napari_fcfi.stack.worker`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr", ".zr")
-RECORD_DIR = ".napari-fcfi-refine"  # inside the output zarr array's directory
-META_KEY = "napari_fcfi_refine"
 
 
 def kind_of(path) -> str:
@@ -52,19 +42,17 @@ def _pick_array(node, path):
     )
 
 
-@lru_cache(maxsize=8)
-def _open_cached(path: str):
-    return open_array(path)
+def _reason(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text or type(exc).__name__
 
 
-def open_array(path, cached: bool = False):
+def open_array(path):
     """Open a TIFF or zarr array lazily (a read-only ``zarr.Array``).
 
-    Raises ``ValueError("cannot read PATH: reason")`` for anything unreadable.
-    ``cached=True`` reuses an already opened array in this process (worker tasks).
+    Raises ``ValueError("cannot read PATH: reason")`` for anything unreadable, including a
+    TIFF file whose image data ends beyond the end of the file (a truncated copy).
     """
-    if cached:
-        return _open_cached(str(path))
     import zarr
 
     path = str(path)
@@ -75,116 +63,74 @@ def open_array(path, cached: bool = False):
         if kind == "tiff":
             import tifffile
 
+            check_tiff_complete(path)
             store = tifffile.imread(path, aszarr=True)
             node = zarr.open(store, mode="r")
         else:
             node = zarr.open(path, mode="r")
         return _pick_array(node, path)
-    except ValueError:
-        raise
+    except ValueError as exc:
+        if str(exc).startswith(("cannot read", path)):
+            raise
+        raise ValueError(f"cannot read {path}: {_reason(exc)}") from None
     except Exception as exc:  # tifffile/zarr raise many types for corrupt files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"cannot read {path}: {reason}") from None
+        raise ValueError(f"cannot read {path}: {_reason(exc)}") from None
 
 
-# ----------------------------------------------------------------------- output store
+def check_tiff_complete(path) -> None:
+    """ValueError if the image data of the TIFF's first series lies beyond the file's end.
 
-
-def work_store_path(out) -> Path:
-    """Where the zarr labels are written: ``out`` itself, or ``out + .partial.zarr``."""
-    out = Path(out)
-    return out if kind_of(out) == "zarr" else out.with_name(out.name + ".partial.zarr")
-
-
-def slice_key(index) -> str:
-    return "_".join(str(int(i)) for i in index) or "0"
-
-
-def create_or_resume(work: Path, shape, dtype, meta: dict):
-    """Create the chunked output array, or reopen it for a resume after checking ``meta``.
-
-    Returns ``(array, done)`` with ``done`` the set of slice keys already recorded.
+    A copy cut short keeps its header, so it opens; reading its missing pages would then
+    fail mid-run or, for pages whose directory is gone, silently give zeros.
     """
-    import zarr
-
-    if work.exists():
-        try:
-            arr = zarr.open_array(str(work), mode="r+")
-        except Exception:
-            raise ValueError(
-                f"{work} exists and is not a napari-fcfi refine output; remove it or "
-                "choose another -o"
-            ) from None
-        old = dict(arr.attrs).get(META_KEY)
-        if old is None:
-            raise ValueError(
-                f"{work} exists and is not a napari-fcfi refine output; remove it or "
-                "choose another -o"
-            )
-        if (list(old["shape"]), old["dtype"]) != (list(meta["shape"]), meta["dtype"]):
-            raise ValueError(
-                f"{work} was written for shape {tuple(old['shape'])} {old['dtype']}, not "
-                f"{tuple(meta['shape'])} {meta['dtype']}; remove it or choose another -o"
-            )
-        return arr, finished_slices(work)
-    chunks = (1,) * (len(shape) - 2) + tuple(shape[-2:])
-    arr = zarr.create_array(str(work), shape=tuple(shape), chunks=chunks, dtype=dtype, fill_value=0)
-    arr.attrs[META_KEY] = meta
-    (work / RECORD_DIR).mkdir()
-    return arr, set()
-
-
-def finished_slices(work: Path) -> set[str]:
-    rec = Path(work) / RECORD_DIR
-    if not rec.is_dir():
-        return set()
-    return {p.stem for p in rec.glob("*.json")}
-
-
-def record_slice(work, index, rows: list[dict], refined: bool) -> None:
-    """Atomically write the completion record of one slice (after its chunk is written)."""
-    rec = Path(work) / RECORD_DIR
-    key = slice_key(index)
-    tmp = rec / f".{key}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"slice": list(index), "refined": refined, "objects": rows}))
-    os.replace(tmp, rec / f"{key}.json")
-
-
-def read_records(work) -> list[dict]:
-    """All slice records of a run, in slice order."""
-    rec = Path(work) / RECORD_DIR
-    out = [json.loads(p.read_text()) for p in rec.glob("*.json")]
-    return sorted(out, key=lambda r: r["slice"])
-
-
-def is_refined(work, key: str) -> bool:
-    path = Path(work) / RECORD_DIR / f"{key}.json"
-    return path.exists() and json.loads(path.read_text())["refined"]
-
-
-def finalize(work: Path, out: Path) -> None:
-    """Mark a zarr output complete, or convert the work store to ``out`` TIFF and remove it."""
     import tifffile
-    import zarr
 
-    arr = zarr.open_array(str(work), mode="r+")
-    if Path(work) == Path(out):
-        meta = dict(arr.attrs[META_KEY])
-        meta["complete"] = True
-        arr.attrs[META_KEY] = meta
-        return
-    shape = arr.shape
-    lead = shape[:-2]
-    pages = (np.asarray(arr[idx]) for idx in np.ndindex(*lead)) if lead else iter([arr[:]])
-    tmp = out.with_name(f".{out.name}.tmp")
-    nbytes = int(np.prod(shape)) * arr.dtype.itemsize
-    tifffile.imwrite(
-        tmp,
-        pages,
-        shape=shape,
-        dtype=arr.dtype,
-        bigtiff=nbytes > 2**31 - 2**25,
-        photometric="minisblack",
-    )
-    os.replace(tmp, out)
-    shutil.rmtree(work)
+    with tifffile.TiffFile(path) as tif:
+        size = tif.filehandle.size
+        if not tif.series:
+            raise ValueError(f"cannot read {path}: no image in the file")
+        series = tif.series[0]
+        offset = series.dataoffset
+        if offset is not None:  # contiguous, uncompressed data
+            if offset + series.nbytes > size:
+                raise ValueError(
+                    f"cannot read {path}: the file is truncated (its image data needs "
+                    f"{offset + series.nbytes} bytes, the file has {size})"
+                )
+            return
+        for number, page in enumerate(series):
+            if page is None:
+                raise ValueError(f"cannot read {path}: page {number} is missing (truncated file)")
+            for off, count in zip(page.dataoffsets, page.databytecounts):
+                if off and count and off + count > size:
+                    raise ValueError(
+                        f"cannot read {path}: the file is truncated (page {number} ends at "
+                        f"byte {off + count}, the file has {size})"
+                    )
+
+
+def source_stats(path) -> dict:
+    """``path`` (absolute), total ``size`` in bytes, newest ``mtime_ns``, ``files``, ``inode``.
+
+    For a zarr directory store these cover every file below it, so rewriting one chunk
+    changes them (``inode`` is then 0). A file replaced by another one, as editors and
+    copies do, has a new inode even when its size and time stamp look the same.
+    """
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        size = files = mtime = 0
+        for root, _dirs, names in os.walk(path):
+            for name in names:
+                st = os.stat(os.path.join(root, name))
+                size += st.st_size
+                files += 1
+                mtime = max(mtime, st.st_mtime_ns)
+        return {"path": path, "size": size, "mtime_ns": mtime, "files": files, "inode": 0}
+    st = os.stat(path)
+    return {
+        "path": path,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "files": 1,
+        "inode": st.st_ino,
+    }

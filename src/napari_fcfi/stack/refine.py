@@ -23,7 +23,8 @@ the feedback. Boundary corrections thinner than that are left to the network. At
 **Margin.** A pixel leaves or joins an object only where the probability is at least
 ``margin`` past the predictor's threshold: the refined mask is
 ``p > t + margin`` plus the current mask's pixels with ``p > t - margin``. Where the
-network is unsure, the current mask is kept (0 disables this).
+network is unsure, the current mask is kept (0 disables this). ``margin`` lies in
+[0, 1]; like every numeric option it is checked up front, and NaN is refused.
 
 **Connected support.** Components of the refined mask that touch neither the current
 mask nor the clicks are dropped (a refinement must not spawn a far-away fragment).
@@ -48,6 +49,7 @@ The public entry points are :func:`refine_labels` (whole arrays, numpy or dask),
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
@@ -58,6 +60,8 @@ __all__ = [
     "ObjectReport",
     "RefineCancelled",
     "REFINE_PREDICTOR",
+    "check_option",
+    "check_out_dtype",
     "default_predictor",
     "iter_refine",
     "refine_labels",
@@ -141,6 +145,84 @@ def check_labels_dtype(dtype) -> None:
     dtype = np.dtype(dtype)
     if not np.issubdtype(dtype, np.integer):
         raise ValueError(f"labels must be an integer array of object ids, got dtype {dtype}")
+
+
+#: valid range of each numeric option of :func:`refine_slice`: (low, high, integer?)
+OPTION_RANGES = {
+    "min_size": (0, math.inf, True),
+    "extra_clicks": (0, math.inf, True),
+    "click_distance": (0.0, math.inf, False),
+    "min_iou": (0.0, 1.0, False),
+    "margin": (0.0, 1.0, False),
+    "batch_size": (1, math.inf, True),
+}
+
+
+def check_option(name: str, value) -> None:
+    """ValueError unless ``value`` is a valid ``name`` option of :func:`refine_slice`.
+
+    NaN, infinities and values out of range are refused: a NaN ``margin``, for example,
+    would make every comparison false and every object "failed".
+    """
+    low, high, integer = OPTION_RANGES[name]
+    kind = "an integer" if integer else "a number"
+    span = f">= {low}" if high == math.inf else f"from {low} to {high}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    ok = (
+        not isinstance(value, bool)
+        and math.isfinite(number)
+        and low <= number <= high
+        and (not integer or number == int(number))
+    )
+    if not ok:
+        raise ValueError(f"{name} must be {kind} {span}, got {value!r}")
+
+
+def check_options(**options) -> None:
+    """:func:`check_option` for each keyword (``TypeError`` for an unknown one)."""
+    for name, value in options.items():
+        if name not in OPTION_RANGES:
+            raise TypeError(f"unknown refinement option {name!r}")
+        check_option(name, value)
+
+
+def _id_range(labels) -> tuple[int, int]:
+    """Smallest and largest id of a label array, read slice by slice if not in memory."""
+    if isinstance(labels, np.ndarray):
+        return (int(labels.min()), int(labels.max())) if labels.size else (0, 0)
+    low, high = 0, 0
+    for index in slice_indices(labels.shape):
+        part = np.asarray(labels[index])
+        if part.size:
+            low, high = min(low, int(part.min())), max(high, int(part.max()))
+    return low, high
+
+
+def check_out_dtype(labels, out_dtype) -> None:
+    """ValueError unless an array of ``out_dtype`` holds every id of ``labels`` exactly.
+
+    Any dtype ``labels.dtype`` casts to safely is accepted; a narrower integer dtype is
+    accepted only if the ids present fit in it (the labels are then read once).
+    """
+    src, dst = np.dtype(labels.dtype), np.dtype(out_dtype)
+    if np.can_cast(src, dst, casting="safe"):
+        return
+    if np.issubdtype(dst, np.integer):
+        low, high = _id_range(labels)
+        info = np.iinfo(dst)
+        if info.min <= low and high <= info.max:
+            return
+        raise ValueError(
+            f"out has dtype {dst}, which cannot hold the label ids (up to {high}); use a "
+            f"dtype that holds {src} values, e.g. {src}"
+        )
+    raise ValueError(
+        f"out has dtype {dst}, which cannot hold every {src} label id exactly; use an "
+        f"integer dtype at least as wide, e.g. {src}"
+    )
 
 
 def slice_indices(labels_shape: tuple[int, ...], slices=None) -> list[tuple[int, ...]]:
@@ -257,8 +339,16 @@ def refine_slice(
     :class:`ObjectReport` per object. Raises :class:`RefineCancelled` if ``cancel()``
     becomes true (nothing is returned for the slice then).
     """
-    from napari_fcfi.inference import RoiMap
+    from napari_fcfi.inference.maps import RoiMap
 
+    check_options(
+        min_size=min_size,
+        extra_clicks=extra_clicks,
+        click_distance=click_distance,
+        min_iou=min_iou,
+        margin=margin,
+        batch_size=batch_size,
+    )
     image = np.asarray(image)
     labels = np.asarray(labels)
     check_labels_dtype(labels.dtype)
@@ -410,7 +500,8 @@ def default_predictor(model=None, **overrides):
     ``model`` defaults to the built-in model (``load_model()``); ``overrides`` are further
     Predictor keyword arguments.
     """
-    from napari_fcfi import Predictor, load_model
+    from napari_fcfi.inference.predictor import Predictor
+    from napari_fcfi.model.io import load_model
 
     if model is None:
         model = load_model()
@@ -433,6 +524,7 @@ def iter_refine(
     ``options`` are those of :func:`refine_slice`. Raises :class:`RefineCancelled` when
     ``cancel()`` becomes true; the slice in progress is then not yielded.
     """
+    check_options(**options)
     check_labels_dtype(labels.dtype)
     split_channels(image.shape, labels.shape)  # validates; a slice keeps its channel axis
     indices = slice_indices(labels.shape, slices)
@@ -487,6 +579,8 @@ def refine_labels(
     out
         optional array-like of the labels' shape to write into slice by slice (e.g. a zarr
         array, to stream a large stack); default a new numpy array (a copy of ``labels``).
+        Its dtype must hold every id of ``labels`` (``ValueError`` otherwise, before
+        anything is written).
     progress
         called as ``progress(done, total)`` after every finished slice.
     cancel
@@ -499,13 +593,25 @@ def refine_labels(
         ``refined_labels`` is ``out`` (or the new array); ``report`` a list of
         :class:`ObjectReport`, one per object and slice.
     """
+    check_options(
+        min_size=min_size,
+        extra_clicks=extra_clicks,
+        click_distance=click_distance,
+        min_iou=min_iou,
+        margin=margin,
+        batch_size=batch_size,
+    )
     check_labels_dtype(labels.dtype)
     split_channels(image.shape, labels.shape)
     indices = slice_indices(labels.shape, slices)
+    if isinstance(labels, np.ndarray) and labels.size and labels.min() < 0:
+        raise ValueError("labels must not contain negative ids")
     if out is None:
         out = np.array(labels, copy=True)
     elif tuple(out.shape) != tuple(labels.shape):
         raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(labels.shape)}")
+    elif hasattr(out, "dtype"):
+        check_out_dtype(labels, out.dtype)
     report: list[ObjectReport] = []
     done: list = []
     gen = iter_refine(
