@@ -180,7 +180,7 @@ def test_pickle_with_code_is_refused_not_executed(tmp_path, conformance_dir):
 
 def test_default_model_missing_names_the_file(tmp_path, monkeypatch):
     monkeypatch.setattr(mio, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"fcfi-lite-dsb\.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"fcfi-lite\.safetensors"):
         load_model()
 
 

@@ -182,7 +182,6 @@ def test_pretrained_mismatch_raises(tmp_path):
         load_pretrained(EfficientNetLite0(), tmp_path / "bad.pth")
 
 
-@pytest.mark.skipif(not BUILTIN_WEIGHTS.is_file(), reason="built-in weights not shipped yet")
 def test_builtin_segments_a_nucleus_from_one_click(dsb_dir):
     """The shipped model, offline, on a validation image: one click -> a good mask."""
     import time

@@ -187,7 +187,6 @@ def test_resume_without_checkpoint_raises(tmp_path, dataset, init_weights):
         train(cfg, progress=False, resume=True)
 
 
-@pytest.mark.skipif(not BUILTIN_WEIGHTS.is_file(), reason="built-in weights not shipped yet")
 def test_finetune_builtin_via_cli(tmp_path, dataset):
     from napari_fcfi.cli import main
 
@@ -232,7 +231,7 @@ def test_finetune_builtin_via_cli(tmp_path, dataset):
         (["--out", "x.pt"], "safetensors"),
     ],
 )
-def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match):
+def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match, capsys):
     from napari_fcfi.cli import main
 
     images, labels = dataset
@@ -245,5 +244,8 @@ def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match):
         "--out",
         str(tmp_path / "m.safetensors"),
     ]
-    with pytest.raises(ValueError, match=match):
-        main(args + extra)
+    # one line on stderr and exit status 2, nothing written
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.startswith("napari-fcfi train: ") and err.count("\n") == 1
+    assert not (tmp_path / "m.run").exists() and not (tmp_path / "m.safetensors").exists()

@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_MODEL = "fcfi-lite-dsb"
+DEFAULT_MODEL = "fcfi-lite"  # the built-in model (also accepted as "builtin")
 OUR_FORMAT = "napari-fcfi"
 
 
@@ -127,18 +127,34 @@ def build_model(config: Mapping) -> nn.Module:
         known = ", ".join(sorted(MODEL_CLASSES))
         raise CheckpointError(f"unknown model class {cls_name!r}; known classes: {known}")
     raw = config.get("params", {}) or {}
-    params = {k: _param_value(k, v) for k, v in raw.items()}
+    if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+        raise CheckpointError(
+            f"the checkpoint config's 'params' must map names to values, got {raw!r:.80}"
+        )
+    try:
+        params = {k: _param_value(k, v) for k, v in raw.items()}
+    except (TypeError, IndexError, KeyError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"invalid parameter in the checkpoint config: {exc!r:.120}") from None
+    defaults = config.get("inference_defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise CheckpointError(
+            f"the checkpoint config's 'inference_defaults' must be a mapping, got {defaults!r:.80}"
+        )
     if "arch" in config:  # our Lite config: the class rebuilds itself from the whole config
         params = dict(config)
     try:
         model = MODEL_CLASSES[cls_name](**params)
-    except TypeError as exc:
-        raise CheckpointError(f"cannot build {cls_name} from the config: {exc}") from exc
-    except ValueError as exc:
-        raise CheckpointError(f"cannot build {cls_name} from the config: {exc}") from exc
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError, RecursionError) as exc:
+        raise CheckpointError(
+            f"cannot build {cls_name} from the config: {str(exc)[:300]}"
+        ) from None
     model.fcfi_config = {"class": cls_name, "params": _plain_params(raw)}
-    if config.get("inference_defaults"):
-        model.inference_defaults = dict(config["inference_defaults"])
+    if defaults:
+        model.inference_defaults = dict(defaults)
     return model
 
 
@@ -272,6 +288,8 @@ def _load_ours(path: Path) -> tuple[dict, dict]:
         config = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{cfg_path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CheckpointError(f"{cfg_path} is not a usable config: nested too deeply") from None
     if not isinstance(config, dict) or config.get("format") != OUR_FORMAT:
         raise CheckpointError(f"{cfg_path} is not a napari-fcfi config (format != {OUR_FORMAT!r})")
     try:
@@ -300,7 +318,7 @@ def available_models() -> list[str]:
 
 
 def _resolve(source) -> Path:
-    if source is None:
+    if source is None or source == "builtin":
         path = WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"
         if not path.exists():
             raise FileNotFoundError(

@@ -12,6 +12,8 @@ Architecture (feature resolution = 1/4 of the network input)::
     FFCM(F, image, click maps, prev_mask, newest click)  -> feedback_ffcm (focused correction)
     CFFM(F, feedback_ffcm, gate)                          -> F', feedback_cffm
     head(F') -> instance logits;  aux head(F) -> instances_aux (training signal)
+    (half_res_refine) logits at 1/4 -> upsampled to 1/2 + a residual from two 3x3 convs on
+                      [stem features, upsampled logits]: boundaries at 1/2 resolution
 
 FFCM and CFFM are the project's modules (:mod:`napari_fcfi.model.ffcm`,
 :mod:`napari_fcfi.model.cffm`), with the paper's semantics. In training mode FFCM uses its
@@ -19,12 +21,15 @@ soft focus window; in eval mode the exact focus box. All outputs are upsampled t
 size bilinearly with ``align_corners=True``.
 
 The forward contract is the project's (see :mod:`napari_fcfi.model`). The built-in weights
-(``napari_fcfi/weights/fcfi-lite-dsb.*``) load with :func:`load_lite`.
+(``napari_fcfi/weights/fcfi-lite.*``) load with :func:`load_lite`.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -35,6 +40,7 @@ from .backbones.efficientnet_lite import EfficientNetLite0
 from .cffm import CollaborativeFusionModule
 from .clicks import disk_maps
 from .ffcm import FocusedCorrectionModule, resize_ac
+from .io import CheckpointError
 from .layers import ConvBNAct, ScaleLayer, SepConvBNAct
 
 ARCH = "fcfi-lite"
@@ -73,6 +79,7 @@ class FCFILite(nn.Module):
         expansion_ratio: float = 0.3,
         norm_radius: float = 5.0,
         with_aux_output: bool = True,
+        half_res_refine: bool = False,
     ) -> None:
         super().__init__()
         self.params = {
@@ -85,6 +92,8 @@ class FCFILite(nn.Module):
             "norm_radius": float(norm_radius),
             "with_aux_output": bool(with_aux_output),
         }
+        if half_res_refine:  # only stored when on: configs without it load unchanged
+            self.params["half_res_refine"] = True
         self.norm_radius = float(norm_radius)
         self.with_aux_output = bool(with_aux_output)
         self.backbone = EfficientNetLite0()
@@ -122,6 +131,17 @@ class FCFILite(nn.Module):
         )
         if self.with_aux_output:
             self.aux_head = nn.Conv2d(feature_channels, 1, kernel_size=1)
+        self.half_res_refine = bool(half_res_refine)
+        if self.half_res_refine:
+            # image-driven boundary refinement at 1/2 resolution: the stem features (which
+            # also carry the click maps) and the upsampled coarse logits -> a residual
+            self.refine = nn.Sequential(
+                ConvBNAct(stem_ch + 1, 24, 3),
+                ConvBNAct(24, 24, 3),
+                nn.Conv2d(24, 1, kernel_size=1),
+            )
+            nn.init.zeros_(self.refine[-1].weight)  # starts as the plain upsampling
+            nn.init.zeros_(self.refine[-1].bias)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.inference_defaults: dict = dict(DEFAULT_INFERENCE)
@@ -139,17 +159,42 @@ class FCFILite(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> FCFILite:
-        """Build an (untrained) network from :meth:`config`'s output."""
+        """Build an (untrained) network from :meth:`config`'s output.
+
+        A config that is not one (wrong architecture, unknown or out-of-range parameters,
+        malformed inference defaults) raises :class:`~napari_fcfi.model.io.CheckpointError`.
+        """
+        if not isinstance(config, Mapping):
+            raise CheckpointError(f"the model config must be a JSON object, got {config!r:.60}")
         if config.get("arch") != ARCH:
-            raise ValueError(f"config is for architecture {config.get('arch')!r}, not {ARCH!r}")
-        model = cls(**config.get("params", {}))
-        if config.get("inference_defaults"):
-            model.inference_defaults = dict(config["inference_defaults"])
+            raise CheckpointError(
+                f"config is for architecture {config.get('arch')!r:.60}, not {ARCH!r}"
+            )
+        params = _checked_params(cls, config.get("params", {}))
+        defaults = config.get("inference_defaults") or {}
+        if not isinstance(defaults, Mapping) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, (str, int, float)))
+            for k, v in defaults.items()
+        ):
+            raise CheckpointError(
+                "the config's 'inference_defaults' must map setting names to numbers or "
+                f"strings, got {defaults!r:.80}"
+            )
+        try:
+            model = cls(**params)
+        except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+            raise CheckpointError(f"cannot build {ARCH} from the config: {exc}") from None
+        if defaults:
+            model.inference_defaults = dict(defaults)
         return model
 
     # ------------------------------------------------------------------ forward
     def features(self, image_norm: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
         """Fused 1/4-resolution features of the normalised image and the click maps."""
+        return self._features(image_norm, coord)[0]
+
+    def _features(self, image_norm: torch.Tensor, coord: torch.Tensor):
+        """(fused 1/4 features, stem features at 1/2)."""
         x = self.backbone.stem(image_norm) + self.maps_transform(coord)
         feats = self.backbone.blocks_forward(x)
         size = feats[0].shape[-2:]
@@ -162,7 +207,7 @@ class FCFILite(nn.Module):
         clicks = self.click_encoder(coord)
         if clicks.shape[-2:] != size:
             clicks = F.interpolate(clicks, size=size, mode="bilinear", align_corners=False)
-        return self.fuse(torch.cat(maps + [clicks], dim=1))
+        return self.fuse(torch.cat(maps + [clicks], dim=1)), x
 
     def forward(self, image, prev_mask, points, new_points=None, gate=0.0):
         """The project's forward contract (:mod:`napari_fcfi.model`)."""
@@ -175,7 +220,7 @@ class FCFILite(nn.Module):
         disks = disk_maps(points, h, w, self.norm_radius).to(image.dtype)
         coord = torch.cat([prev_mask, disks], dim=1)
         image_norm = (image - self.mean) / self.std
-        feats = self.features(image_norm, coord)
+        feats, stem = self._features(image_norm, coord)
         if new_points is None:  # default focus: the newest click in ``points``
             new_points = _newest_points(points)
         fb1 = self.ffcm(
@@ -187,14 +232,63 @@ class FCFILite(nn.Module):
             is_training=self.training,
         )
         feats2, fb2 = self.cffm(feats, fb1, gate)
+        logits = self.head(feats2)
+        if self.half_res_refine:
+            coarse = resize_ac(logits, stem.shape[-2:])
+            logits = coarse + self.refine(torch.cat([stem, coarse], dim=1))
         out = {
-            "instances": resize_ac(self.head(feats2), (h, w)),
+            "instances": resize_ac(logits, (h, w)),
             "feedback_ffcm": resize_ac(fb1, (h, w)),
             "feedback_cffm": resize_ac(fb2, (h, w)),
         }
         if self.with_aux_output:
             out["instances_aux"] = resize_ac(self.aux_head(feats), (h, w))
         return out
+
+
+#: integer width parameters and their allowed range; the others are checked by type
+_WIDTHS = ("fpn_channels", "feature_channels", "ffcm_channels", "cffm_channels", "head_channels")
+_MAX_WIDTH = 4096
+_POSITIVE = {"expansion_ratio": 16.0, "norm_radius": 1000.0}  # name -> upper bound
+
+
+def _checked_params(cls, params) -> dict:
+    """The config's ``params`` checked against the network's constructor: known names only,
+    widths positive integers, ratios finite and positive, switches booleans."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise CheckpointError(f"the config's 'params' must be a JSON object, got {params!r:.60}")
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    out = {}
+    for name, value in params.items():
+        if name not in accepted:
+            raise CheckpointError(
+                f"unknown {ARCH} parameter {name!r:.60} in the config; known: {sorted(accepted)}"
+            )
+        if name in _WIDTHS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CheckpointError(f"parameter {name!r} must be an integer, got {value!r:.60}")
+            if not 1 <= value <= _MAX_WIDTH:
+                raise CheckpointError(
+                    f"parameter {name!r} must be between 1 and {_MAX_WIDTH}, got {value}"
+                )
+        elif name in _POSITIVE:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CheckpointError(f"parameter {name!r} must be a number, got {value!r:.60}")
+            if not (math.isfinite(value) and 0 < value <= _POSITIVE[name]):
+                raise CheckpointError(
+                    f"parameter {name!r} must be a finite number in (0, {_POSITIVE[name]:g}], "
+                    f"got {value!r}"
+                )
+        elif not isinstance(value, (bool, int, float, str)) or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            raise CheckpointError(f"parameter {name!r} has an invalid value {value!r:.60}")
+        if name in ("with_aux_output", "half_res_refine") and not isinstance(value, bool):
+            raise CheckpointError(f"parameter {name!r} must be true or false, got {value!r:.60}")
+        out[name] = value
+    return out
 
 
 def _newest_points(points: torch.Tensor) -> torch.Tensor:
@@ -218,12 +312,12 @@ def pretrained_model(**params) -> FCFILite:
     return model
 
 
-BUILTIN_NAME = "fcfi-lite-dsb"
+BUILTIN_NAME = "fcfi-lite"
 BUILTIN_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{BUILTIN_NAME}.safetensors"
 
 
 def resolve_weights(source: str | Path) -> Path:
-    """``"fcfi-lite-dsb"`` / ``"builtin"`` -> the shipped weights; otherwise a file path."""
+    """``"fcfi-lite"`` / ``"builtin"`` -> the shipped weights; otherwise a file path."""
     if str(source) in (BUILTIN_NAME, "builtin"):
         path = BUILTIN_WEIGHTS
     else:
@@ -265,24 +359,42 @@ def save_lite(model: FCFILite, path: str | Path, half: bool = False, extra: dict
 
 
 def load_lite(path: str | Path, device=None) -> FCFILite:
-    """Load a FCFI-Lite ``.safetensors`` file and its JSON config; strict, eval mode."""
+    """Load a FCFI-Lite ``.safetensors`` file and its JSON config; strict, eval mode.
+
+    Any unusable file (missing, corrupt, a config that is not FCFI-Lite's, weights that do
+    not match it) raises :class:`~napari_fcfi.model.io.CheckpointError`.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     cfg_file = config_path(path)
     if not path.is_file():
-        raise ValueError(f"weights file {path} not found")
+        raise CheckpointError(f"weights file {path} not found")
     if not cfg_file.is_file():
-        raise ValueError(f"config {cfg_file} not found next to {path.name}")
-    config = json.loads(cfg_file.read_text())
+        raise CheckpointError(f"config {cfg_file} not found next to {path.name}")
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{cfg_file} is not a valid JSON config: {exc}") from None
     model = FCFILite.from_config(config)
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is truncated or corrupt: {exc}") from None
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(
+        raise CheckpointError(
             f"{path.name} does not match {ARCH}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    shapes = [k for k in own if tuple(state[k].shape) != tuple(own[k].shape)]
+    if shapes:
+        k = shapes[0]
+        raise CheckpointError(
+            f"{path.name} does not match its config: {len(shapes)} tensors of another shape, "
+            f"e.g. {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         )
     state = {k: v.to(own[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True)

@@ -4,17 +4,23 @@ Examples::
 
     # the built-in model (DSB2018 nuclei, ImageNet backbone; needs the 'train' extra)
     napari-fcfi train --images dsb2018/train/images --labels dsb2018/train/labels \\
-        --steps 1500 --crop 192 --batch 8 --out fcfi-lite-dsb.safetensors
+        --steps 1500 --crop 192 --batch 8 --out fcfi-lite.safetensors
 
     # fine-tune the built-in model on your own annotations (no extra package needed)
-    napari-fcfi train --images my/images --labels my/labels --init builtin \\
+    napari-fcfi train --images my/images --labels my/labels --init fcfi-lite \\
         --steps 300 --val-fraction 0 --out my-model.safetensors
 
 Images and label images are matched by file name (without extension); labels are integer
 instance masks (0 = background). The result loads with ``napari_fcfi.load_model(path)``.
+Existing weights at ``--out`` are kept unless ``--overwrite`` is given (``--resume``
+continues a run and replaces its output). Invalid options or data stop the command with a
+one-line message and exit status 2, before anything is written.
 """
 
 from __future__ import annotations
+
+import math
+import sys
 
 
 def add_parser(subparsers):
@@ -23,13 +29,36 @@ def add_parser(subparsers):
         help="train or fine-tune an FCFI-Lite model on instance-labelled images",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--images", required=True, help="folder of images (tif, png, ...)")
-    p.add_argument("--labels", required=True, help="folder of instance label images, same names")
+    p.add_argument(
+        "--images",
+        required=True,
+        action="append",
+        help="folder of images (tif, png, ...); repeat (with --labels) for several datasets",
+    )
+    p.add_argument(
+        "--labels",
+        required=True,
+        action="append",
+        help="folder of instance label images, same names; one per --images",
+    )
+    p.add_argument(
+        "--data-weights",
+        type=float,
+        nargs="+",
+        default=None,
+        help="sampling weight of each dataset (default: equal)",
+    )
     p.add_argument("--out", required=True, help="output weights, *.safetensors (+ .json config)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing weights (and their .json) at --out",
+    )
     p.add_argument(
         "--init",
         default=None,
-        help="start from trained FCFI-Lite weights: 'builtin' or a .safetensors path "
+        help="start from trained FCFI-Lite weights: 'fcfi-lite' (the built-in model, also "
+        "'builtin') or a .safetensors path "
         "(default: a new model with the ImageNet EfficientNet-Lite0 backbone)",
     )
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
@@ -43,6 +72,35 @@ def add_parser(subparsers):
         "the project's fixed DSB2018 split (about 10 %%); 0 trains on every image",
     )
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (backbone x0.1)")
+    p.add_argument(
+        "--scale-mode",
+        choices=["image", "object"],
+        default="object",
+        help="'object': crops are scaled so that the object spans a chosen part of the crop "
+        "(objects of any size, as the predictor's views present them); 'image': a jitter "
+        "around the image's own pixel size",
+    )
+    p.add_argument(
+        "--half-res-refine",
+        action="store_true",
+        help="add the 1/2-resolution boundary refinement (a warm start copies every "
+        "matching parameter of --init)",
+    )
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast on the CPU (fast only on CPUs with native bfloat16)",
+    )
+    p.add_argument(
+        "--freeze-blocks",
+        type=int,
+        default=0,
+        metavar="K",
+        help="keep the backbone stem and its first K blocks fixed (faster steps)",
+    )
+    p.add_argument(
+        "--max-robot-clicks", type=int, default=3, help="simulated clicks per sample (0..N)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--workdir", default=None, help="checkpoints and log (default: OUT.run/)")
@@ -61,20 +119,59 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
+    """Validate the options, train, print a summary; expected errors -> one line, exit 2."""
+    try:
+        return _run(args)
+    except ValueError as exc:  # bad options, data, checkpoints (CheckpointError included)
+        print(f"napari-fcfi train: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check_options(args) -> None:
     from pathlib import Path
 
-    from .trainer import TrainConfig, train
-
-    for name in ("steps", "crop", "batch"):
+    for name in ("steps", "crop", "batch", "threads", "val_every", "ckpt_every"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name} must be positive, got {getattr(args, name)}")
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be positive, got {getattr(args, name)}")
+    for name in ("max_robot_clicks", "freeze_blocks"):
+        if getattr(args, name) < 0:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} must be >= 0, got {getattr(args, name)}")
     if args.crop % 32:
         raise ValueError(f"--crop must be a multiple of 32, got {args.crop}")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if args.val_fraction is not None and not 0.0 <= args.val_fraction < 1.0:
+        raise ValueError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise ValueError(
+            f"--time-limit must be a positive number of minutes, got {args.time_limit}"
+        )
     if not str(args.out).endswith(".safetensors"):
         raise ValueError(f"--out must end in .safetensors, got {args.out}")
+    out = Path(args.out)
+    existing = [p for p in (out, out.with_suffix(".json")) if p.exists()]
+    if existing and not (args.overwrite or args.resume):
+        raise ValueError(
+            f"{existing[0]} already exists; pass --overwrite to replace it, or choose another --out"
+        )
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a directory")
     for name in ("images", "labels"):
-        if not Path(getattr(args, name)).is_dir():
-            raise ValueError(f"--{name} {getattr(args, name)} is not a directory")
+        for folder in getattr(args, name):
+            if not Path(folder).is_dir():
+                raise ValueError(f"--{name} {folder} is not a directory")
+    if len(args.images) != len(args.labels):
+        raise ValueError("give one --labels folder for each --images folder")
+    if args.data_weights is not None and len(args.data_weights) != len(args.images):
+        raise ValueError("give one --data-weights value for each --images folder")
+
+
+def _run(args) -> int:
+    from .trainer import TrainConfig, train
+
+    _check_options(args)
     cfg = TrainConfig(
         images=args.images,
         labels=args.labels,
@@ -91,6 +188,12 @@ def run(args) -> int:
         ckpt_every=args.ckpt_every,
         val_every=args.val_every,
         time_limit=args.time_limit,
+        scale_mode=args.scale_mode,
+        data_weights=args.data_weights,
+        bf16=args.bf16,
+        freeze_blocks=args.freeze_blocks,
+        max_robot_clicks=args.max_robot_clicks,
+        model_params={"half_res_refine": True} if args.half_res_refine else {},
     )
     summary = train(cfg, progress=not args.no_progress, resume=args.resume)
     print(

@@ -41,12 +41,22 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _find_files(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` keyed by their name without the image suffix
+    (``"cell.a.tif"`` -> ``"cell.a"``). Two files that differ only in that suffix (e.g.
+    ``x.tif`` and ``x.png``) are refused: which one to pair would be a guess."""
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a directory")
-    files = {}
+    files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            files[p.name.split(".")[0]] = p
+            key = p.name[: -len(p.suffix)]
+            if key in files:
+                raise ValueError(
+                    f"{folder}: {files[key].name} and {p.name} have the same name without "
+                    "their extension; keep one of them (or rename it) so that every image "
+                    "has one label image"
+                )
+            files[key] = p
     return files
 
 
@@ -55,18 +65,20 @@ def hash_fraction(name: str) -> float:
     return int(hashlib.sha1(name.encode("utf-8")).hexdigest(), 16) / float(1 << 160)
 
 
-def split_ids(ids: list[str], val_fraction: float | None = None) -> tuple[list[str], list[str]]:
+def split_ids(
+    ids: list[str], val_fraction: float | None = None, modulus: int = 10
+) -> tuple[list[str], list[str]]:
     """Split image ids into (train, validation).
 
-    ``val_fraction=None`` uses the project's fixed DSB2018 split
-    (:func:`napari_fcfi.splits.is_validation`, about 10 %); a float ``f`` holds out the ids
-    whose SHA-1 position (:func:`hash_fraction`) is below ``f`` (0 keeps every image for
-    training).
+    ``val_fraction=None`` uses the project's fixed split
+    (:func:`napari_fcfi.splits.is_validation` with ``modulus``: 1 image in ``modulus``); a
+    float ``f`` holds out the ids whose SHA-1 position (:func:`hash_fraction`) is below
+    ``f`` (0 keeps every image for training).
     """
     if val_fraction is None:
         from ..splits import split_names
 
-        return split_names(ids)
+        return split_names(ids, modulus)
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     val = [i for i in ids if hash_fraction(i) < val_fraction]
@@ -83,19 +95,80 @@ class Item:
     intensity: tuple[float, float]  # the 'auto' normalisation range of the whole image
     objects: np.ndarray = field(default=None)  # (n,) label ids with at least min_area pixels
     centres: np.ndarray = field(default=None)  # (n, 2) centres of mass (y, x)
+    extents: np.ndarray = field(default=None)  # (n,) longer bounding-box side of each object
+
+
+def _label_ids(lab: np.ndarray, name: str) -> np.ndarray:
+    """A label image as consecutive int32 ids (0 = background, then every distinct id in
+    increasing order), so that no id is lost to a narrower integer type whatever the file
+    stores (uint32/uint64 ids of 2^31 and more included)."""
+    if lab.dtype == bool:
+        return lab.astype(np.int32)
+    if lab.dtype.kind == "f":
+        if not np.isfinite(lab).all() or not np.array_equal(lab, np.round(lab)):
+            raise ValueError(
+                f"{name}: the label image holds non-integer values; save instance labels "
+                "as integers (0 = background, one id per object)"
+            )
+    elif lab.dtype.kind not in "iu":
+        raise ValueError(f"{name}: label images must be integer, got dtype {lab.dtype}")
+    ids, inverse = np.unique(lab, return_inverse=True)
+    if ids.size and ids[0] < 0:
+        raise ValueError(
+            f"{name}: the label image holds negative ids (down to {ids[0]}); ids must be "
+            ">= 0 (0 = background)"
+        )
+    offset = 0 if ids.size and ids[0] == 0 else 1
+    return (inverse.reshape(lab.shape) + offset).astype(np.int32)
+
+
+def _label_planes(lab: np.ndarray, img: np.ndarray, name: str) -> list[tuple]:
+    """(suffix, image plane, label plane) for every 2-D plane of a label file.
+
+    A 2-D label image is one plane. A (Y, X, C) label image with C <= 4 is a colour-coded
+    (or repeated grey) label image: each distinct colour is one id. A (Z, Y, X) label stack
+    gives one plane per slice, paired with the image's slice of the same index.
+    """
+    if lab.ndim == 2:
+        return [("", img, lab)]
+    if lab.ndim == 3 and lab.shape[-1] <= 4:
+        colours = lab[..., :3] if lab.shape[-1] == 4 else lab
+        if all(np.array_equal(colours[..., 0], colours[..., k]) for k in range(colours.shape[-1])):
+            return [("", img, colours[..., 0])]
+        _, ids = np.unique(colours.reshape(-1, colours.shape[-1]), axis=0, return_inverse=True)
+        background = np.all(colours == 0, axis=-1)
+        ids = ids.reshape(lab.shape[:2]).astype(np.int64) + 1
+        ids[background] = 0
+        return [("", img, ids)]
+    if lab.ndim == 3:
+        z = lab.shape[0]
+        if img.ndim < 3 or img.shape[0] != z or img.shape[1:3] != lab.shape[1:]:
+            raise ValueError(
+                f"{name}: the labels are a stack of {z} slices {lab.shape[1:]} but the image "
+                f"has shape {img.shape}; give an image stack (Z, Y, X[, C]) with the same "
+                "slices, or one 2-D label image per 2-D image"
+            )
+        return [(f"[z={k}]", img[k], lab[k]) for k in range(z)]
+    raise ValueError(
+        f"{name}: label images must be 2-D (Y, X) or a (Z, Y, X) stack, got shape {lab.shape}"
+    )
 
 
 def load_items(
     images_dir, labels_dir, ids: list[str] | None = None, min_area: int = 8
 ) -> list[Item]:
-    """Load matching image/label pairs (matched by file stem) from two folders.
+    """Load matching image/label pairs (matched by file name without the image suffix)
+    from two folders.
 
-    ``ids`` restricts to those stems. Raises ``ValueError`` when nothing matches or shapes
-    disagree.
+    ``ids`` restricts to those names. Every label id is kept (ids are renumbered
+    consecutively); every slice of a (Z, Y, X) label stack is an item of its own, named
+    ``"<name>[z=<k>]"``, paired with the image's slice ``k``. Raises ``ValueError`` when
+    nothing matches, shapes disagree or a label image is not an instance label image.
     """
     images = _find_files(Path(images_dir))
     labels = _find_files(Path(labels_dir))
-    names = [n for n in images if n in labels and (ids is None or n in set(ids))]
+    wanted = None if ids is None else set(ids)
+    names = [n for n in images if n in labels and (wanted is None or n in wanted)]
     if not names:
         raise ValueError(
             f"no image in {images_dir} has a label image of the same name in {labels_dir}"
@@ -104,25 +177,41 @@ def load_items(
     for n in names:
         img = _read(images[n])
         lab = _read(labels[n])
-        if lab.ndim == 3:  # RGB-encoded or single-channel 3-D label files
-            lab = lab[..., 0] if lab.shape[-1] <= 4 else lab[0]
-        if img.shape[:2] != lab.shape:
-            raise ValueError(f"{n}: image {img.shape} and labels {lab.shape} differ in size")
-        if img.ndim == 3 and img.shape[-1] == 4:
-            img = img[..., :3]
-        lab = lab.astype(np.int32, copy=False)
-        ids_, counts = np.unique(lab, return_counts=True)
-        keep = (ids_ > 0) & (counts >= min_area)
-        objects = ids_[keep]
-        if objects.size == 0:
-            continue
-        centres = np.asarray(ndi.center_of_mass(np.ones_like(lab), lab, objects), dtype=np.float64)
-        items.append(
-            Item(n, img, lab, intensity_range(img, "auto"), objects, centres.reshape(-1, 2))
-        )
+        for suffix, plane, lab2 in _label_planes(lab, img, n):
+            item = _make_item(n + suffix, plane, lab2, min_area)
+            if item is not None:
+                items.append(item)
     if not items:
         raise ValueError("no labelled object found in the training images")
     return items
+
+
+def _make_item(name: str, img: np.ndarray, lab: np.ndarray, min_area: int) -> Item | None:
+    """One :class:`Item` of a 2-D image and its 2-D labels; None without any object."""
+    if img.shape[:2] != lab.shape:
+        raise ValueError(f"{name}: image {img.shape} and labels {lab.shape} differ in size")
+    if img.ndim == 3 and img.shape[-1] == 4:
+        img = img[..., :3]
+    lab = _label_ids(lab, name)
+    ids_, counts = np.unique(lab, return_counts=True)
+    keep = (ids_ > 0) & (counts >= min_area)
+    objects = ids_[keep]
+    if objects.size == 0:
+        return None
+    centres = np.asarray(ndi.center_of_mass(np.ones_like(lab), lab, objects), dtype=np.float64)
+    slices = ndi.find_objects(lab)
+    extents = np.asarray(
+        [max(s.stop - s.start for s in slices[int(o) - 1]) for o in objects], dtype=np.float64
+    )
+    return Item(
+        name,
+        img,
+        lab,
+        intensity_range(img, "auto"),
+        objects,
+        centres.reshape(-1, 2),
+        extents,
+    )
 
 
 def _resize(arr: np.ndarray, size: int, order: int) -> np.ndarray:
@@ -167,6 +256,14 @@ class AugmentConfig:
 
     crop: int = 256
     scale_range: tuple[float, float] = (0.75, 1.5)
+    #: ``"object"``: the scale follows the object (its bounding box spans ``canonical`` of
+    #: the crop for half of the samples -- what the zoomed views present -- and a
+    #: log-uniform ``extent_range`` of it otherwise); ``"image"``: ``scale_range`` of the
+    #: image's own pixel size
+    scale_mode: str = "image"
+    canonical: tuple[float, float] = (0.3, 0.6)
+    extent_range: tuple[float, float] = (0.08, 0.9)
+    max_scale_range: tuple[float, float] = (0.15, 5.0)
     p_16bit: float = 0.4
     p_to_grey: float = 0.2
     p_noise: float = 0.35
@@ -197,14 +294,16 @@ class SampleGenerator:
         if img.ndim == 3 and rng.random() < cfg.p_to_grey:
             img = img.mean(axis=-1)
         if rng.random() < cfg.p_16bit:
-            # a 12-16-bit camera: gain and offset, then shot noise, stored as uint16
+            # a 12-16-bit camera: the image's own range is first brought to 0-255 "units"
+            # (whatever its dtype), then gain and offset, shot noise, stored as uint16
+            unit = max(hi - lo, 1e-6) / 255.0
+            base = np.maximum((img - lo) / unit, 0.0)
             gain = float(np.exp(rng.uniform(np.log(4.0), np.log(200.0))))
             offset = float(rng.uniform(0, 2000))
-            img = img * gain + offset
-            lo, hi = lo * gain + offset, hi * gain + offset
             if rng.random() < cfg.p_noise:
-                img = rng.poisson(np.maximum(img, 0) / gain * 4.0).astype(np.float32) * (gain / 4.0)
-            img = np.clip(img, 0, 65535).astype(np.uint16)
+                base = rng.poisson(base * 4.0).astype(np.float32) / 4.0
+            img = np.clip(base * gain + offset, 0, 65535).astype(np.uint16)
+            lo, hi = offset, 255.0 * gain + offset
         elif rng.random() < cfg.p_noise:
             sigma = rng.uniform(0.5, 0.04 * max(hi - lo, 1.0))
             img = img + rng.normal(0.0, sigma, img.shape).astype(np.float32)
@@ -224,6 +323,22 @@ class SampleGenerator:
             rgb = np.clip(rgb * rng.uniform(0.8, 1.15) + rng.uniform(-0.05, 0.05), 0, 1)
         return rgb.astype(np.float32, copy=False)
 
+    def _scale(self, item: Item, k: int, rng) -> float:
+        """Network pixels per image pixel for object ``k`` of ``item``."""
+        cfg = self.cfg
+        if cfg.scale_mode == "object" and item.extents is not None:
+            if rng.random() < 0.5:
+                frac = rng.uniform(*cfg.canonical)
+            else:
+                frac = np.exp(rng.uniform(*np.log(cfg.extent_range)))
+            scale = frac * cfg.crop / max(float(item.extents[k]), 1.0)
+            return float(np.clip(scale, *cfg.max_scale_range))
+        # half of the crops near native scale (what the zoom-in presents), the rest
+        # log-uniform over scale_range (clamped corner ROIs, large objects, user zoom)
+        if rng.random() < 0.5:
+            return float(rng.uniform(0.85, 1.2))
+        return float(np.exp(rng.uniform(*np.log(cfg.scale_range))))
+
     def sample(self, rng: np.random.Generator) -> dict:
         """One sample: ``image`` (3, S, S) float32, ``target`` (S, S) bool, ``labels`` (S, S)."""
         cfg = self.cfg
@@ -232,12 +347,7 @@ class SampleGenerator:
             item = self.items[rng.choice(len(self.items), p=self.image_p)]
             k = int(rng.integers(len(item.objects)))
             obj = int(item.objects[k])
-            # half of the crops near native scale (what the zoom-in presents), the rest
-            # log-uniform over scale_range (clamped corner ROIs, large objects, user zoom)
-            if rng.random() < 0.5:
-                scale = float(rng.uniform(0.85, 1.2))
-            else:
-                scale = float(np.exp(rng.uniform(*np.log(cfg.scale_range))))
+            scale = self._scale(item, k, rng)
             win = max(8, int(round(s / scale)))
             y0, x0 = _crop_window(item.labels.shape, item.centres[k], win, rng)
             lab = _extract(item.labels, y0, x0, win, 0)
@@ -330,3 +440,23 @@ def robot_click(target: np.ndarray, pred: np.ndarray) -> tuple[int, int, bool] |
     dt = fn_dt if positive else fp_dt
     y, x = np.unravel_index(int(np.argmax(dt)), dt.shape)
     return int(y), int(x), bool(positive)
+
+
+class MixedGenerator:
+    """Draws from several :class:`SampleGenerator` (one per dataset) with fixed weights."""
+
+    def __init__(self, generators: list[SampleGenerator], weights=None) -> None:
+        if not generators:
+            raise ValueError("no training data")
+        self.generators = list(generators)
+        w = np.ones(len(generators)) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != (len(generators),) or not np.all(np.isfinite(w)) or (w < 0).any():
+            raise ValueError(f"one non-negative weight per dataset is needed, got {weights}")
+        if w.sum() <= 0:
+            raise ValueError("the dataset weights sum to 0")
+        self.p = w / w.sum()
+
+    def sample(self, rng: np.random.Generator) -> dict:
+        if len(self.generators) == 1:
+            return self.generators[0].sample(rng)
+        return self.generators[int(rng.choice(len(self.generators), p=self.p))].sample(rng)

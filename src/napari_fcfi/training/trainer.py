@@ -30,7 +30,15 @@ import torch
 
 from ..model.clicks import new_points_array, points_array
 from ..model.lite import FCFILite, load_lite, pretrained_model, save_lite
-from .data import AugmentConfig, SampleGenerator, load_items, robot_click, sample_points, split_ids
+from .data import (
+    AugmentConfig,
+    MixedGenerator,
+    SampleGenerator,
+    load_items,
+    robot_click,
+    sample_points,
+    split_ids,
+)
 from .losses import normalized_focal_loss, soft_focus_weight
 
 LOSS_WEIGHTS = {"instances": 1.0, "instances_aux": 0.4, "ffcm": 0.5, "cffm": 0.5}
@@ -40,8 +48,8 @@ LOSS_WEIGHTS = {"instances": 1.0, "instances_aux": 0.4, "ffcm": 0.5, "cffm": 0.5
 class TrainConfig:
     """Everything that defines a training run (stored in the checkpoint and the weights)."""
 
-    images: str
-    labels: str
+    images: str | list[str]  # one folder per dataset
+    labels: str | list[str]
     out: str
     init: str | None = None
     steps: int = 2000
@@ -60,7 +68,24 @@ class TrainConfig:
     val_objects: int = 32
     time_limit: float | None = None  # minutes; the LR schedule then follows the clock too
     scale_range: tuple[float, float] = (0.6, 2.0)
+    scale_mode: str = "image"  # or "object": see AugmentConfig
+    data_weights: list[float] | None = None  # sampling weight of each dataset (default equal)
+    bf16: bool = False  # bfloat16 autocast on the CPU
+    #: backbone stem and this many first MBConv blocks keep their (ImageNet) weights: their
+    #: weight gradients are not computed (faster steps; generic early features)
+    freeze_blocks: int = 0
+    #: batches of the BatchNorm re-estimation before each validation and at the end (0: off)
+    precise_bn: int = 40
+    channels_last: bool = True
     model_params: dict = field(default_factory=dict)
+
+    @property
+    def datasets(self) -> list[tuple[str, str]]:
+        imgs = [self.images] if isinstance(self.images, str) else list(self.images)
+        labs = [self.labels] if isinstance(self.labels, str) else list(self.labels)
+        if len(imgs) != len(labs):
+            raise ValueError(f"{len(imgs)} image folders but {len(labs)} label folders")
+        return list(zip(imgs, labs))
 
     @property
     def run_dir(self) -> Path:
@@ -84,24 +109,86 @@ def _to_batch(clicks_list, device):
 
 
 def simulate_clicks(model, images, targets, clicks_list, n_iter, threshold=0.49):
-    """Run ``n_iter`` robot-click rounds without gradients; returns (prev_mask, gate).
+    """Robot-click rounds without gradients; returns (prev_mask, gate).
 
-    ``clicks_list`` is extended in place with one robot click per sample and round.
+    ``n_iter``: one count per sample (a sequence), or one int for the whole batch. Sample
+    ``i`` gets ``n_iter[i]`` rounds: each runs the network (eval mode, as at inference) on
+    its current clicks and feedback, appends the robot user's next click to
+    ``clicks_list[i]`` (in place) and makes the probability its next feedback. The batch
+    therefore mixes first clicks (zero feedback, gate 0) and later clicks (gate 1), so that
+    the training pass's batch statistics cover both, as the running statistics that
+    inference uses must. ``gate`` is a (B,) tensor.
     """
     b, _, h, w = images.shape
+    counts = np.full(b, int(n_iter)) if np.isscalar(n_iter) else np.asarray(n_iter, int)
     prev = torch.zeros(b, 1, h, w, dtype=images.dtype, device=images.device)
-    gate = 0.0
-    for _ in range(n_iter):
-        pts, new = _to_batch(clicks_list, images.device)
-        with torch.no_grad():
-            prob = torch.sigmoid(model(images, prev, pts, new, gate)["instances"])
+    gate = torch.zeros(b, dtype=images.dtype, device=images.device)
+    was_training = model.training
+    for r in range(int(counts.max(initial=0))):
+        idx = np.flatnonzero(counts > r)
+        sub = [clicks_list[i] for i in idx]
+        pts, new = _to_batch(sub, images.device)
+        sel = torch.from_numpy(idx).to(images.device)
+        model.eval()  # as at inference (and as RITM simulates its clicks)
+        try:
+            with torch.inference_mode():
+                out = model(images[sel], prev[sel], pts, new, gate[sel])["instances"]
+                prob = torch.sigmoid(out.float()).to(images.dtype).clone()
+        finally:
+            model.train(was_training)
         pred = (prob[:, 0] > threshold).cpu().numpy()
-        for i in range(b):
-            c = robot_click(targets[i], pred[i])
+        for k, i in enumerate(idx):
+            c = robot_click(targets[i], pred[k])
             if c is not None:
                 clicks_list[i].append(c)
-        prev, gate = prob, 1.0
+        prev = prev.clone()
+        prev[sel] = prob
+        gate = gate.clone()
+        gate[sel] = 1.0
     return prev, gate
+
+
+def recalibrate_bn(model, gen, rng, cfg, batches: int = 40) -> None:
+    """Re-estimate every BatchNorm's running statistics as the population average over
+    ``batches`` fresh training batches (first and later clicks mixed as in training),
+    instead of the exponential average of the last few small batches ("precise BN")."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    was_training = model.training
+    try:
+        for _ in range(batches):
+            images, targets, target_t, clicks, counts = _draw_batch(gen, rng, cfg)
+            prev, gate = simulate_clicks(model, images, targets, clicks, counts)
+            pts, new = _to_batch(clicks, images.device)
+            model.train()
+            with torch.no_grad():
+                model(images, prev, pts, new, gate)
+    finally:
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.train(was_training)
+
+
+def _bn_rng(cfg, step: int) -> np.random.Generator:
+    """The BatchNorm re-estimation's own random stream (the training stream is untouched,
+    so validation and stopping points do not change the training samples)."""
+    return np.random.default_rng([cfg.seed, step, 0xB7])
+
+
+def _draw_batch(gen, rng, cfg):
+    """One training batch: images, targets, clicks and per-sample robot-click counts."""
+    samples = [gen.sample(rng) for _ in range(cfg.batch)]
+    clicks = [sample_points(s["target"], s["labels"], rng) for s in samples]
+    counts = rng.integers(cfg.max_robot_clicks + 1, size=cfg.batch)
+    images = torch.from_numpy(np.stack([s["image"] for s in samples]))
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = [s["target"] for s in samples]
+    target_t = torch.from_numpy(np.stack(targets)[:, None].astype(np.float32))
+    return images, targets, target_t, clicks, counts
 
 
 def compute_losses(out, target_t, new_points, ratio):
@@ -133,17 +220,65 @@ def lr_factor(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
 
 
 def build_model(cfg: TrainConfig) -> FCFILite:
-    """The network to train: ImageNet backbone (``init=None``) or a trained FCFI-Lite."""
+    """The network to train: ImageNet backbone (``init=None``) or a trained FCFI-Lite.
+
+    With ``init`` and ``model_params`` that add parts (e.g. ``half_res_refine``), every
+    parameter of the trained network whose name and shape match is copied (a warm start);
+    the new parts keep their initialisation.
+    """
     if cfg.init is None:
         return pretrained_model(**cfg.model_params)
     from ..model.lite import resolve_weights
 
-    return load_lite(resolve_weights(cfg.init))
+    src = load_lite(resolve_weights(cfg.init))
+    src.training_before = _samples_seen(resolve_weights(cfg.init))
+    params = {**src.params, **cfg.model_params}
+    if params == src.params:
+        return src
+    model = FCFILite(**params)
+    model.inference_defaults = dict(src.inference_defaults)
+    model.training_before = src.training_before
+    own = model.state_dict()
+    copied = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    own.update(copied)
+    model.load_state_dict(own)
+    return model
+
+
+def freeze_early_backbone(model: FCFILite, blocks: int) -> int:
+    """Stop training the backbone stem and its first ``blocks`` MBConv blocks; returns the
+    number of frozen parameter tensors (0 when ``blocks`` is 0)."""
+    if blocks <= 0:
+        return 0
+    prefixes = ("backbone._conv_stem.", "backbone._bn0.") + tuple(
+        f"backbone._blocks.{i}." for i in range(blocks)
+    )
+    n = 0
+    for name, p in model.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+            n += 1
+    return n
+
+
+def _samples_seen(weights: Path) -> int:
+    """Training samples behind a weights file (its JSON's ``training.samples_total``, or
+    ``steps x batch``; 0 when unknown)."""
+    from ..model.lite import config_path
+
+    try:
+        info = json.loads(config_path(weights).read_text()).get("training", {})
+        if "samples_total" in info:
+            return int(info["samples_total"])
+        return int(info.get("steps", 0)) * int(info.get("batch", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0
 
 
 def make_optimizer(model: FCFILite, cfg: TrainConfig) -> torch.optim.Adam:
-    backbone = [p for n, p in model.named_parameters() if n.startswith("backbone.")]
-    rest = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    backbone = [p for n, p in trainable if n.startswith("backbone.")]
+    rest = [p for n, p in trainable if not n.startswith("backbone.")]
     return torch.optim.Adam(
         [
             {"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult, "base": cfg.backbone_lr_mult},
@@ -221,6 +356,60 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+#: what every training checkpoint holds
+CHECKPOINT_KEYS = ("model", "optimizer", "rng", "torch_rng", "step", "elapsed", "best")
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, read with ``weights_only=True``: tensors and plain Python
+    containers only, so a crafted file cannot run code (it is refused with a
+    ``ValueError`` before anything in it runs)."""
+    import pickle
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"refused to read the training checkpoint {path}: it holds Python objects other "
+            "than tensors and plain containers (possibly code), which are never loaded; "
+            "delete it (or choose another --workdir) to start the training afresh"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 -- truncation, corruption, not a torch file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(
+            f"cannot read the training checkpoint {path} ({first}); delete it (or choose "
+            "another --workdir) to start the training afresh"
+        ) from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise ValueError(
+            f"{path} is not a training checkpoint of this version (missing {missing}); "
+            "delete it (or choose another --workdir) to start the training afresh"
+        )
+    return ck
+
+
+def _rng_state_to_plain(state: dict) -> dict:
+    """numpy's bit-generator state with its 128-bit integers as strings (so that the
+    checkpoint holds only types ``weights_only`` accepts)."""
+    inner = {k: str(v) for k, v in state["state"].items()}
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": inner,
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": str(state["uinteger"]),
+    }
+
+
+def _rng_state_from_plain(plain: dict) -> dict:
+    return {
+        "bit_generator": plain["bit_generator"],
+        "state": {k: int(v) for k, v in plain["state"].items()},
+        "has_uint32": int(plain["has_uint32"]),
+        "uinteger": int(plain["uinteger"]),
+    }
+
+
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
     """Run (or resume) a training; writes the final weights to ``cfg.out``; returns a summary."""
     threads = torch.get_num_threads()
@@ -231,37 +420,79 @@ def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict
         torch.set_num_threads(threads)
 
 
+def _dataset_name(images: str) -> str:
+    """A short name for a dataset folder: a known set's name (``dsb2018``, ``usiigaci``) when
+    the path holds one, else the folder above ``images/`` (or the folder itself)."""
+    from ..splits import MODULUS
+
+    path = Path(images).resolve()
+    for part in reversed(path.parts):
+        if part.lower() in MODULUS:
+            return part.lower()
+    return path.parent.name if path.name == "images" else path.name
+
+
+def load_datasets(cfg: TrainConfig):
+    """Per dataset: (name, training items, validation items), split by the fixed rule."""
+    from ..splits import modulus_for
+
+    out = []
+    for images, labels in cfg.datasets:
+        from .data import _find_files
+
+        names = sorted(_find_files(Path(images)))
+        train_ids, val_ids = split_ids(names, cfg.val_fraction, modulus_for(images))
+        if not train_ids:
+            raise ValueError(
+                f"the validation split of {images} leaves no training image; lower --val-fraction"
+            )
+        items = load_items(images, labels, train_ids)
+        val_items = load_items(images, labels, val_ids) if val_ids else []
+        out.append((_dataset_name(images), items, val_items))
+    return out
+
+
 def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
     from tqdm import tqdm
 
     run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"
     if resume and not ckpt_path.is_file():
         raise ValueError(f"--resume: no checkpoint at {ckpt_path}")
+    ck = load_checkpoint(ckpt_path) if resume else None
 
-    names = sorted(p.name.split(".")[0] for p in Path(cfg.images).iterdir() if p.is_file())
-    train_ids, val_ids = split_ids(names, cfg.val_fraction)
-    if not train_ids:
-        raise ValueError("the validation split leaves no training image; lower --val-fraction")
-    items = load_items(cfg.images, cfg.labels, train_ids)
-    val_items = load_items(cfg.images, cfg.labels, val_ids) if val_ids else []
-    validation = ValidationSet(val_items, cfg.val_objects) if val_items else None
-    gen = SampleGenerator(items, AugmentConfig(crop=cfg.crop, scale_range=tuple(cfg.scale_range)))
+    data = load_datasets(cfg)
+    aug = AugmentConfig(
+        crop=cfg.crop, scale_range=tuple(cfg.scale_range), scale_mode=cfg.scale_mode
+    )
+    gen = MixedGenerator([SampleGenerator(items, aug) for _, items, _ in data], cfg.data_weights)
+    validations = {name: ValidationSet(val, cfg.val_objects) for name, _, val in data if val}
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    before = int(getattr(model, "training_before", 0))
     model.train()
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    freeze_early_backbone(model, cfg.freeze_blocks)
     opt = make_optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)
     step, elapsed, best = 0, 0.0, -1.0
-    if resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
-        step, elapsed, best = ck["step"], ck["elapsed"], ck["best"]
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            rng.bit_generator.state = _rng_state_from_plain(ck["rng"])
+            torch.set_rng_state(ck["torch_rng"])
+            step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"the checkpoint {ckpt_path} does not match this training (other model or "
+                f"options?): {first}"
+            ) from None
+    # the inputs, the model and the checkpoint are valid: only now is anything written
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     def checkpoint():
         _save_checkpoint(
@@ -269,14 +500,17 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
-                "rng": rng.bit_generator.state,
+                "rng": _rng_state_to_plain(rng.bit_generator.state),
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "elapsed": elapsed,
                 "best": best,
-                "config": asdict(cfg),
+                "config": json.loads(json.dumps(asdict(cfg))),
             },
         )
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
 
     log = (run_dir / "log.jsonl").open("a")
     ratio = model.params["expansion_ratio"]
@@ -287,15 +521,13 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
         if cfg.time_limit and elapsed >= 60.0 * cfg.time_limit:
             break
         t0 = time.time()
-        samples = [gen.sample(rng) for _ in range(cfg.batch)]
-        clicks = [sample_points(s["target"], s["labels"], rng) for s in samples]
-        n_iter = int(rng.integers(cfg.max_robot_clicks + 1))
-        images = torch.from_numpy(np.stack([s["image"] for s in samples]))
-        targets = [s["target"] for s in samples]
-        target_t = torch.from_numpy(np.stack(targets)[:, None].astype(np.float32))
-        prev, gate = simulate_clicks(model, images, targets, clicks, n_iter)
-        pts, new = _to_batch(clicks, images.device)
-        out = model(images, prev, pts, new, gate)
+        images, targets, target_t, clicks, counts = _draw_batch(gen, rng, cfg)
+        t_data = time.time() - t0
+        with autocast():
+            prev, gate = simulate_clicks(model, images, targets, clicks, counts)
+            pts, new = _to_batch(clicks, images.device)
+            out = model(images, prev.float(), pts, new, gate)
+        out = {k: v.float() for k, v in out.items()}
         loss, terms = compute_losses(out, target_t, new, ratio)
         if not torch.isfinite(loss):  # skip the update; give up if it keeps happening
             bad_steps += 1
@@ -313,17 +545,28 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
         elapsed = time.time() - t_start
         rec = {
             "step": step,
+            "samples": step * cfg.batch,
+            "samples_total": before + step * cfg.batch,
             "loss": float(loss.detach()),
             **terms,
-            "n_iter": n_iter,
+            "n_iter": float(np.mean(counts)),
             "lr": cfg.lr * f,
             "s_per_step": time.time() - t0,
+            "s_data": t_data,
             "elapsed": elapsed,
         }
-        if validation is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-            miou = validation.evaluate(model)
-            rec["val_miou"] = miou
-            score = float(np.mean(miou))
+        if validations and (step % cfg.val_every == 0 or step == cfg.steps):
+            if cfg.precise_bn:
+                recalibrate_bn(model, gen, _bn_rng(cfg, step), cfg, cfg.precise_bn)
+            scores = []
+            for name, val in validations.items():
+                miou = val.evaluate(model)
+                rec[f"val_miou_{name}"] = miou
+                scores.append(float(np.mean(miou)))
+            score = float(np.mean(scores))
+            rec["val_score"] = score
+            snap = run_dir / "snapshots" / f"step{step:07d}.safetensors"
+            save_lite(model, snap, half=True, extra={"step": step, "samples": step * cfg.batch})
             if score > best:
                 best = score
                 save_lite(model, run_dir / "best.safetensors", extra={"step": step})
@@ -334,17 +577,20 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
         if step % cfg.ckpt_every == 0:
             checkpoint()
     bar.close()
-    checkpoint()
+    checkpoint()  # before the final re-estimation: a resumed run continues bit for bit
+    if cfg.precise_bn and step > 0:
+        recalibrate_bn(model, gen, _bn_rng(cfg, step), cfg, cfg.precise_bn)
     log.close()
     info = {
         "training": {
             "steps": step,
+            "samples": step * cfg.batch,
+            "samples_total": before + step * cfg.batch,
             "batch": cfg.batch,
             "crop": cfg.crop,
             "wall_time_s": round(elapsed, 1),
             "init": cfg.init or "imagenet:efficientnet-lite0",
-            "train_images": len(items),
-            "val_images": len(val_items),
+            "datasets": {name: [len(items), len(val)] for name, items, val in data},
             "seed": cfg.seed,
         }
     }
