@@ -74,6 +74,20 @@ class RoiMap:
             ]
         return out
 
+    def take(self, rows, cols) -> np.ndarray:
+        """Values at the grid ``rows`` x ``cols`` (full-map coordinates), 0 outside the map's
+        rectangle: a (len(rows), len(cols)) float32 array, whatever the rectangle's size."""
+        rows = np.asarray(rows, dtype=np.int64)
+        cols = np.asarray(cols, dtype=np.int64)
+        out = np.zeros((rows.size, cols.size), np.float32)
+        h, w = self.data.shape
+        ry, cx = rows - self.y0, cols - self.x0
+        in_y = (ry >= 0) & (ry < h)
+        in_x = (cx >= 0) & (cx < w)
+        if in_y.any() and in_x.any():
+            out[np.ix_(in_y, in_x)] = self.data[np.ix_(ry[in_y], cx[in_x])]
+        return out
+
     def bbox_above(self, thresh: float) -> Box | None:
         """Inclusive bbox (in full-map coordinates) of the pixels ``> thresh``, or None."""
         if thresh < 0:

@@ -23,6 +23,16 @@ What happens for one click (the order of the official predictor, see
      then exceeds the target size it is resized like a zoom-in crop. So the cost of every
      click, the first included, is bounded by the target size, not by the image.
 
+   * *Object-scale first click* (``first_click="auto"``, the built-in model's default): a
+     first click with no feedback runs twice. A coarse pass (no flip) on the first-click
+     window finds the object's extent: the connected part of ``prob > 0.5`` at the click;
+     while that part touches the window's border, the window grows x2.5 (resized to the
+     target size) up to twice. The second pass is a zoom-in on that extent (expanded by
+     ``zoom_in_expansion_ratio``, at least ``zoom_in_min_crop_size``), with the same click
+     and no feedback: the object reaches the network at the scale it was trained at,
+     whatever its size in the image. The zoom state continues from that ROI.
+     ``first_click="window"`` keeps the single pass (the official predictor).
+
 2. **Flip.** With ``flip=True`` the batch is ``[x, flip(x)]`` (clicks ``x -> W - x - 1``);
    the two logit maps are averaged, ``0.5 * (a + flip(b))``, *before* the sigmoid.
 3. **Paste.** Sigmoid, then the map is resized back to the view (bilinear,
@@ -33,10 +43,28 @@ What happens for one click (the order of the official predictor, see
 is (fractional coordinates); ``new_points`` (the newest click, FFCM's focus) are always
 int64, truncated. The gate is 0 when there is no feedback (``prev_prob`` None or all
 zero) and 1 otherwise.
+
+**Memory.** A view whose box is far larger than the network input (more than
+:data:`SAMPLE_RATIO` times its pixels, e.g. a feedback mask covering most of a huge image)
+is never normalised at full resolution: the image and the feedback are read only at the
+rows and columns that the bilinear (``align_corners=True``) resize reads, normalised there
+and interpolated with the resize's own weights. The memory of a click is then bounded by
+the network input, not by the box, apart from the probability and feedback maps pasted
+back into the box.
+
+**Threads.** :meth:`Predictor.predict` carries the zoom state from call to call; calls from
+several threads are serialised by a lock, so each call sees and leaves a consistent state.
+Calls for different objects still share that state: give each thread its own
+:class:`Predictor`, or use :meth:`Predictor.predict_roi` (or an
+:class:`~napari_fcfi.inference.session.InteractiveSession` per object), which take the
+state explicitly.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -58,7 +86,15 @@ DEFAULT_ZOOM = {
     "zoom_in_target_size": 400,
     "zoom_in_expansion_ratio": 1.4,
     "zoom_in_min_crop_size": 200,
+    "first_click": "window",
 }
+FIRST_CLICK_MODES = ("window", "auto")
+#: object-scale first click: the coarse window grows this much, at most this many times
+FIRST_GROW_FACTOR = 2.5
+FIRST_MAX_GROW = 2
+#: a resized view whose box holds more than this many times the network input's pixels is
+#: sampled at the network's grid instead of being normalised whole (bounded memory)
+SAMPLE_RATIO = 4
 
 
 class ZoomState(NamedTuple):
@@ -132,6 +168,12 @@ class PreparedImage:
         part = self.raw[r0 : r1 + 1, c0 : c1 + 1]
         return to_model_rgb(part, self.normalize, intensity=self.intensity)
 
+    def grid(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Model RGB float32 (len(rows), len(cols), 3) of the pixels at ``rows`` x ``cols``
+        (image coordinates), normalised exactly as :meth:`crop` normalises them."""
+        part = self.raw[np.ix_(rows, cols)]
+        return to_model_rgb(part, self.normalize, intensity=self.intensity)
+
 
 def pick_device(device=None) -> torch.device:
     """``device`` as given, else CUDA, then Apple MPS, then CPU."""
@@ -143,8 +185,18 @@ def pick_device(device=None) -> torch.device:
 
 
 def _as_click_list(clicks, shape) -> list[tuple[int, int, bool]]:
-    """Validate chronological ``(y, x, is_positive)`` clicks; coordinates round to pixels."""
-    if clicks is None or len(clicks) == 0:
+    """Validate chronological ``(y, x, is_positive)`` clicks (any iterable, a generator
+    included); coordinates round to pixels."""
+    if clicks is None:
+        raise ValueError("at least one click is needed")
+    if not isinstance(clicks, (list, tuple, np.ndarray)):
+        try:
+            clicks = list(clicks)
+        except TypeError:
+            raise ValueError(
+                f"clicks must be a sequence of (y, x, is_positive), got {type(clicks).__name__}"
+            ) from None
+    if len(clicks) == 0:
         raise ValueError("at least one click is needed")
     h, w = shape
     out = []
@@ -201,15 +253,97 @@ class _Job:
 
     view: View
     clicks: list  # transformed clicks (y, x, index, positive), floats or ints
-    crop: torch.Tensor  # (4, h, w) image + prev, at the view's box size
+    crop: torch.Tensor  # (4, h, w) image + prev, at the box size or already at net_hw
     gate: float
     full_shape: tuple[int, int]
+
+
+def _linear_taps(n_in: int, n_out: int):
+    """Bilinear ``align_corners=True`` resizing of one axis from ``n_in`` to ``n_out``
+    samples: for each output sample the two source indices and their weights, computed in
+    float32 as torch computes them."""
+    scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0.0)
+    src = scale * np.arange(n_out, dtype=np.float32)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    l0 = (np.float32(1.0) - l1).astype(np.float32)
+    return i0, i1, l0, l1
+
+
+def _bilinear(grid: np.ndarray, taps_y, taps_x) -> np.ndarray:
+    """Resize a (R, C[, k]) array sampled only at the taps' rows and columns (``taps_*``
+    hold positions into ``grid``) with the taps' weights."""
+    y0, y1, ly0, ly1 = taps_y
+    x0, x1, lx0, lx1 = taps_x
+    extra = (None,) * (grid.ndim - 2)
+    wx0, wx1 = lx0[(None, slice(None)) + extra], lx1[(None, slice(None)) + extra]
+    wy0, wy1 = ly0[(slice(None), None) + extra], ly1[(slice(None), None) + extra]
+    top, bottom = grid[y0], grid[y1]
+    out = wy0 * (wx0 * top[:, x0] + wx1 * top[:, x1])
+    out += wy1 * (wx0 * bottom[:, x0] + wx1 * bottom[:, x1])
+    return out.astype(np.float32, copy=False)
+
+
+def _sampled_input(prepared: PreparedImage, prev: RoiMap | None, view: View) -> torch.Tensor:
+    """(4, nh, nw) network input of a large resized view without normalising the box.
+
+    Only the image rows and columns that bilinear ``align_corners=True`` resizing reads are
+    taken from the raw image (and from the feedback), normalised, then interpolated with
+    the resize's weights: the same values as normalising the whole box and resizing it, at
+    a cost bounded by the network input.
+    """
+    r0, r1, c0, c1 = view.box
+    nh, nw = view.net_hw
+    axes = []
+    for n_in, n_out in ((r1 - r0 + 1, nh), (c1 - c0 + 1, nw)):
+        i0, i1, l0, l1 = _linear_taps(n_in, n_out)
+        used = np.unique(np.concatenate([i0, i1]))
+        axes.append((used, (np.searchsorted(used, i0), np.searchsorted(used, i1), l0, l1)))
+    (rows, ty), (cols, tx) = axes
+    rgb = _bilinear(prepared.grid(rows + r0, cols + c0), ty, tx)
+    if prev is None:
+        pm = np.zeros((nh, nw), np.float32)
+    else:
+        pm = _bilinear(prev.take(rows + r0, cols + c0), ty, tx)
+    return torch.from_numpy(np.concatenate([rgb.transpose(2, 0, 1), pm[None]], axis=0))
+
+
+def _setting(name: str, value, low: float, strict: bool, source: str) -> float:
+    """``value`` as a finite float above ``low`` (``strict``) or at least ``low``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}{source}") from None
+    if not math.isfinite(v) or (v <= low if strict else v < low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}{source}")
+    return v
+
+
+def _check_weights(model) -> None:
+    """Refuse a network whose parameters or buffers hold NaN or infinite values (it would
+    answer every click with an empty mask)."""
+    named = []
+    for attr in ("named_parameters", "named_buffers"):
+        fn = getattr(model, attr, None)
+        if callable(fn):
+            named.extend(fn())
+    for name, t in named:
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(
+                    f"the model's weight {name!r} contains NaN or infinite values, so every "
+                    "prediction would be empty: the checkpoint is corrupt or its training "
+                    "diverged; load another checkpoint"
+                )
 
 
 class Predictor:
     """FCFI inference for one object at a time (see the module docstring for the rules).
 
     Parameters: ``model`` follows the forward contract of :mod:`napari_fcfi.model`;
+    ``first_click`` is ``"auto"`` (object-scale two-pass first click) or ``"window"``;
     ``device`` None picks CUDA, MPS, CPU; ``zoom_in`` and ``flip`` switch the two test-time
     transforms; ``threshold`` binarises (``prob > threshold``); ``normalize`` is the image
     policy of :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB
@@ -228,6 +362,7 @@ class Predictor:
         zoom_in_target_size: int | None = None,
         zoom_in_expansion_ratio: float | None = None,
         zoom_in_min_crop_size: int | None = None,
+        first_click: str | None = None,
     ):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
@@ -247,35 +382,71 @@ class Predictor:
             "zoom_in_target_size": zoom_in_target_size,
             "zoom_in_expansion_ratio": zoom_in_expansion_ratio,
             "zoom_in_min_crop_size": zoom_in_min_crop_size,
+            "first_click": first_click,
         }
         settings = {k: (defaults[k] if v is None else v) for k, v in given.items()}
-        self.zoom_in_target_size = int(settings["zoom_in_target_size"])
-        self.zoom_in_expansion_ratio = float(settings["zoom_in_expansion_ratio"])
-        self.zoom_in_min_crop_size = int(settings["zoom_in_min_crop_size"])
-        if self.zoom_in_target_size < 1 or self.zoom_in_expansion_ratio <= 0:
-            raise ValueError("zoom_in_target_size must be >= 1 and zoom_in_expansion_ratio > 0")
+        if settings["first_click"] not in FIRST_CLICK_MODES:
+            raise ValueError(
+                f"first_click must be one of {FIRST_CLICK_MODES}, got {settings['first_click']!r}"
+            )
+        self.first_click = str(settings["first_click"])
+
+        def source(key):
+            return " (from the model's inference_defaults)" if given[key] is None else ""
+
+        self.zoom_in_target_size = int(
+            _setting(
+                "zoom_in_target_size",
+                settings["zoom_in_target_size"],
+                1,
+                False,
+                source("zoom_in_target_size"),
+            )
+        )
+        self.zoom_in_expansion_ratio = _setting(
+            "zoom_in_expansion_ratio",
+            settings["zoom_in_expansion_ratio"],
+            0,
+            True,
+            source("zoom_in_expansion_ratio"),
+        )
+        self.zoom_in_min_crop_size = int(
+            _setting(
+                "zoom_in_min_crop_size",
+                settings["zoom_in_min_crop_size"],
+                0,
+                False,
+                source("zoom_in_min_crop_size"),
+            )
+        )
+        _check_weights(self.model)
         self.zoom_in = bool(zoom_in)
         self.flip = bool(flip)
         self.threshold = float(threshold)
         self.normalize = normalize
         self._state = ZoomState()
-        self._prepared: PreparedImage | None = None
-        self._prepared_src = None
+        #: (source image, its PreparedImage) of the last image, read and replaced as one
+        self._prepared_pair: tuple | None = None
+        #: serialises the calls that read and write the zoom state
+        self._lock = threading.RLock()
         self.last_prediction: Prediction | None = None
 
     # ------------------------------------------------------------------ state and image
     def get_state(self) -> ZoomState:
         """Snapshot of the zoom state (immutable; safe to keep for undo)."""
-        return self._state
+        with self._lock:
+            return self._state
 
     def set_state(self, state: ZoomState) -> None:
         if not isinstance(state, ZoomState):
             raise ValueError("state must be a ZoomState from get_state()")
-        self._state = state
+        with self._lock:
+            self._state = state
 
     def reset_state(self) -> None:
         """Forget the zoom ROI and the previous feedback (a new object starts)."""
-        self._state = ZoomState()
+        with self._lock:
+            self._state = ZoomState()
 
     def prepare_image(self, image) -> PreparedImage:
         """Validate ``image`` and cache its normalisation (the last image is remembered;
@@ -288,10 +459,11 @@ class Predictor:
                     f"this predictor uses {self.normalize!r}"
                 )
             return image
-        if self._prepared is not None and self._prepared_src is image:
-            return self._prepared
+        cached = self._prepared_pair
+        if cached is not None and cached[0] is image:
+            return cached[1]
         prepared = PreparedImage(image, self.normalize)
-        self._prepared, self._prepared_src = prepared, image
+        self._prepared_pair = (image, prepared)
         return prepared
 
     # ------------------------------------------------------------------ public API
@@ -300,14 +472,20 @@ class Predictor:
 
         ``prev_prob``: the feedback (the previous probability map, or a binary mask such as
         a hand-edited label); None means no feedback (gate 0). The zoom state is carried
-        from call to call; a single click starts a new object.
+        from call to call; a single click starts a new object. ``clicks`` may be any
+        iterable (a generator included).
+
+        Calls from several threads run one at a time (each reads and updates the zoom state
+        as a whole); for objects segmented in parallel use one predictor per thread or
+        :meth:`predict_roi` with explicit states.
         """
-        prepared = self.prepare_image(image)
-        clicks = _as_click_list(clicks, prepared.shape)
-        prev = as_feedback(prev_prob, prepared.shape)
-        pred, state = self.predict_roi(prepared, clicks, prev, self._state)
-        self._state = state
-        return pred.prob.full()
+        with self._lock:
+            prepared = self.prepare_image(image)
+            clicks = _as_click_list(clicks, prepared.shape)
+            prev = as_feedback(prev_prob, prepared.shape)
+            pred, state = self.predict_roi(prepared, clicks, prev, self._state)
+            self._state = state
+            return pred.prob.full()
 
     def predict_roi(
         self, prepared: PreparedImage, clicks, prev: RoiMap | None, state: ZoomState
@@ -315,6 +493,12 @@ class Predictor:
         """Functional core of :meth:`predict`: validated inputs in, ``(Prediction, new
         zoom state)`` out; neither the predictor nor the inputs are modified (besides
         ``last_prediction``)."""
+        if self._auto_first_applies(clicks, prev, state):
+            pred, roi = self._auto_first(prepared, clicks)
+            self.last_prediction = pred
+            return pred, ZoomState(
+                roi, pred.feedback_cffm if pred.feedback_cffm is not None else pred.prob
+            )
         view, recomputed, new_roi = self._choose_view(prepared.shape, clicks, prev, state)
         job = self._make_job(prepared, clicks, prev, view)
         (pred,) = self._forward([job], recomputed=[recomputed])
@@ -365,6 +549,75 @@ class Predictor:
                 for i, p in zip(chunk, preds):
                     results[i] = (p.prob.slices, p.prob.data)
         return results
+
+    # ------------------------------------------------------------------ object-scale first click
+    def _auto_first_applies(self, clicks, prev: RoiMap | None, state: ZoomState) -> bool:
+        if not (self.zoom_in and self.first_click == "auto"):
+            return False
+        if prev is not None and prev.max() > 0:
+            return False  # feedback (e.g. a painted label) defines the view already
+        return len(clicks) <= SKIP_CLICKS or state.prev_map is None
+
+    def _window(self, shape, y: int, x: int, side: int) -> View:
+        """A ``side`` x ``side`` window centred on (y, x), clamped; resized to the target
+        size when larger."""
+        H, W = shape
+        wh, ww = min(side, H), min(side, W)
+        y0 = min(max(y - wh // 2, 0), H - wh)
+        x0 = min(max(x - ww // 2, 0), W - ww)
+        box = (y0, y0 + wh - 1, x0, x0 + ww - 1)
+        if max(wh, ww) > self.zoom_in_target_size:
+            return self._zoom_view(shape, box, zoomed=False)
+        return View(box, (wh, ww), False)
+
+    def _auto_first(self, prepared: PreparedImage, clicks) -> tuple[Prediction, Box | None]:
+        """Coarse pass(es) for the object's extent, then a zoom-in pass at that extent."""
+        from scipy import ndimage as ndi
+
+        shape = prepared.shape
+        H, W = shape
+        y, x, _ = clicks[-1]
+        side = self.zoom_in_target_size
+        extent = None
+        for grow in range(FIRST_MAX_GROW + 1):
+            view = self._window(shape, y, x, side)
+            job = self._make_job(prepared, clicks, None, view)
+            (coarse,) = self._forward([job], recomputed=[False], flip=False)
+            mask = coarse.prob.data > ZOOM_PROB_THRESH
+            if not mask.any():
+                break
+            lab, _ = ndi.label(mask)
+            r0, c0 = coarse.prob.y0, coarse.prob.x0
+            iy = min(max(y - r0, 0), mask.shape[0] - 1)
+            ix = min(max(x - c0, 0), mask.shape[1] - 1)
+            at = lab[iy, ix]
+            part = lab == at if at else mask
+            box = bbox(part)
+            extent = (box[0] + r0, box[1] + r0, box[2] + c0, box[3] + c0)
+            vb = view.box
+            touches = (
+                (extent[0] <= vb[0] and vb[0] > 0)
+                or (extent[1] >= vb[1] and vb[1] < H - 1)
+                or (extent[2] <= vb[2] and vb[2] > 0)
+                or (extent[3] >= vb[3] and vb[3] < W - 1)
+            )
+            if not touches or grow == FIRST_MAX_GROW:
+                break
+            side = int(round(side * FIRST_GROW_FACTOR))
+        if extent is None:  # nothing found: the coarse answer, with its flip average
+            view = self._window(shape, y, x, self.zoom_in_target_size)
+            job = self._make_job(prepared, clicks, None, view)
+            (pred,) = self._forward([job], recomputed=[False])
+            return pred, None
+        for cy, cx, _ in clicks:
+            extent = union_bbox(extent, (cy, cy, cx, cx))
+        roi = clamp_bbox(
+            expand_bbox(extent, self.zoom_in_expansion_ratio, self.zoom_in_min_crop_size), H, W
+        )
+        view = self._zoom_view(shape, roi)
+        job = self._make_job(prepared, clicks, None, view)
+        (pred,) = self._forward([job], recomputed=[True])
+        return pred, roi
 
     # ------------------------------------------------------------------ views
     def _object_roi(self, shape, clicks, prev: RoiMap) -> Box | None:
@@ -423,15 +676,17 @@ class Predictor:
     # ------------------------------------------------------------------ network
     def _make_job(self, prepared: PreparedImage, clicks, prev: RoiMap | None, view: View) -> _Job:
         r0, r1, c0, c1 = view.box
-        rgb = prepared.crop(view.box)
-        if prev is None:
-            pm = np.zeros((r1 - r0 + 1, c1 - c0 + 1), np.float32)
-            gate = 0.0
-        else:
-            pm = prev.region(r0, r1 + 1, c0, c1 + 1)
-            gate = 1.0 if prev.max() > 0 else 0.0
-        crop = torch.from_numpy(np.concatenate([rgb.transpose(2, 0, 1), pm[None]], axis=0))
         nh, nw = view.net_hw
+        gate = 0.0 if prev is None or prev.max() <= 0 else 1.0
+        if view.resized and (r1 - r0 + 1) * (c1 - c0 + 1) > SAMPLE_RATIO * nh * nw:
+            crop = _sampled_input(prepared, prev, view)  # already at the network's size
+        else:
+            rgb = prepared.crop(view.box)
+            if prev is None:
+                pm = np.zeros((r1 - r0 + 1, c1 - c0 + 1), np.float32)
+            else:
+                pm = prev.region(r0, r1 + 1, c0, c1 + 1)
+            crop = torch.from_numpy(np.concatenate([rgb.transpose(2, 0, 1), pm[None]], axis=0))
         if view.resized or view.zoomed:
             hh, ww = r1 - r0 + 1, c1 - c0 + 1
             tclicks = [
@@ -441,13 +696,17 @@ class Predictor:
             tclicks = [(y - r0, x - c0, i, p) for i, (y, x, p) in enumerate(clicks)]
         return _Job(view, tclicks, crop, gate, prepared.shape)
 
-    def _forward(self, jobs: list[_Job], recomputed: list[bool]) -> list[Prediction]:
-        """Run one batch of jobs that share the network input size and the gate."""
+    def _forward(
+        self, jobs: list[_Job], recomputed: list[bool], flip: bool | None = None
+    ) -> list[Prediction]:
+        """Run one batch of jobs that share the network input size and the gate
+        (``flip`` None: the predictor's setting)."""
+        use_flip = self.flip if flip is None else bool(flip)
         nh, nw = jobs[0].view.net_hw
         gate = jobs[0].gate
         float_coords = any(j.view.resized or j.view.zoomed for j in jobs)
         batch_clicks = [[(y, x, p) for y, x, _, p in j.clicks] for j in jobs]
-        if self.flip:
+        if use_flip:
             batch_clicks += [[(y, nw - x - 1, p) for y, x, p in bc] for bc in batch_clicks]
         n = max(max(sum(p for *_, p in bc), sum(not p for *_, p in bc), 1) for bc in batch_clicks)
         points = np.stack([_padded_points(bc, n) for bc in batch_clicks])
@@ -460,11 +719,11 @@ class Predictor:
             parts = []
             for j in jobs:
                 c = j.crop[None].to(dev)
-                if j.view.resized:
+                if tuple(c.shape[-2:]) != (nh, nw):
                     c = F.interpolate(c, size=(nh, nw), mode="bilinear", align_corners=True)
                 parts.append(c)
             x = torch.cat(parts)
-            if self.flip:
+            if use_flip:
                 x = torch.cat([x, torch.flip(x, dims=[3])])
             if not float_coords:
                 pts = torch.from_numpy(points.astype(np.int64)).to(dev)
@@ -485,15 +744,23 @@ class Predictor:
                 m = m.float()
                 if m.shape[-2:] != (nh, nw):
                     m = F.interpolate(m, size=(nh, nw), mode="bilinear", align_corners=True)
-                if self.flip:
+                if use_flip:
                     m = 0.5 * (m[:b] + torch.flip(m[b:], dims=[3]))
                 if key == "instances":
+                    if not bool(torch.isfinite(m).all()):
+                        warnings.warn(
+                            "the network returned NaN or infinite values; the mask of this "
+                            "click is empty where they occur (check the model's weights and "
+                            "the image)",
+                            RuntimeWarning,
+                            stacklevel=4,
+                        )
                     m = torch.sigmoid(m)
                 merged[key] = m
             results = []
             pts_np = pts.cpu().numpy()
             newp_np = newp.cpu().numpy()
-            nb = 2 if self.flip else 1
+            nb = 2 if use_flip else 1
             for i, job in enumerate(jobs):
                 r0, r1, c0, c1 = job.view.box
                 pasted = {}
