@@ -38,6 +38,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", choices=["all", "train", "val"], default="all")
     p.add_argument("--device", default=None, help="torch device (default: CUDA, MPS, CPU)")
+    p.add_argument(
+        "--first-click",
+        choices=["auto", "window"],
+        default=None,
+        help="auto: object-scale two-pass first click; window: one pass at native scale "
+        "(default: the model's setting)",
+    )
+    p.add_argument("--target-size", type=int, default=None, help="zoom-in network input size")
+    p.add_argument("--min-crop", type=int, default=None, help="zoom-in minimum crop size")
+    p.add_argument("--expansion", type=float, default=None, help="zoom-in expansion ratio")
+    p.add_argument("--no-flip", action="store_true", help="no flip averaging")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
 
@@ -55,8 +66,9 @@ def _read(path: Path):
 
 
 def list_pairs(images: Path, labels: Path, split: str = "all") -> list[tuple[Path, Path]]:
-    """Image/label pairs with the same file name, optionally restricted to a split."""
-    from ..splits import is_validation
+    """Image/label pairs with the same file name, optionally restricted to a split (the
+    fixed split of :mod:`napari_fcfi.splits`, its modulus chosen from the folder's path)."""
+    from ..splits import is_validation, modulus_for
 
     if not images.is_dir():
         raise ValueError(f"--images {images} is not a folder")
@@ -69,9 +81,9 @@ def list_pairs(images: Path, labels: Path, split: str = "all") -> list[tuple[Pat
         lab = labels / img.name
         if not lab.exists():
             continue
-        if split == "val" and not is_validation(img.name):
+        if split == "val" and not is_validation(img.name, modulus_for(images)):
             continue
-        if split == "train" and is_validation(img.name):
+        if split == "train" and is_validation(img.name, modulus_for(images)):
             continue
         pairs.append((img, lab))
     if not pairs:
@@ -82,15 +94,42 @@ def list_pairs(images: Path, labels: Path, split: str = "all") -> list[tuple[Pat
     return pairs
 
 
+def _image_hw(path: Path) -> tuple[int, ...]:
+    """The (H, W) of an image file, read from its header where the format allows."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return tuple(int(v) for v in tif.series[0].shape[:2])
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- readers raise many types for bad files
+        raise ValueError(f"cannot read {path}: {exc}") from None
+
+
 def list_instances(pairs, max_instances=None, seed=0) -> list[tuple[int, int]]:
-    """(pair index, label id) for every instance, or a seeded sample of them."""
+    """(pair index, label id) for every instance, or a seeded sample of them.
+
+    Raises ``ValueError`` when a label image is not 2-D or its size differs from its
+    image's."""
     import numpy as np
 
     inst = []
-    for i, (_, lab) in enumerate(pairs):
+    for i, (img, lab) in enumerate(pairs):
         labels = _read(lab)
         if labels.ndim != 2:
             raise ValueError(f"label image {lab} must be 2-D, got shape {labels.shape}")
+        hw = _image_hw(img)
+        if tuple(labels.shape) != hw:
+            raise ValueError(
+                f"label image {lab} is {labels.shape[0]} x {labels.shape[1]} but its image "
+                f"{img} is {hw[0]} x {hw[1]}; labels must have the image's size"
+            )
         inst += [(i, int(v)) for v in np.unique(labels) if v != 0]
     if max_instances is not None and max_instances < len(inst):
         rng = np.random.default_rng(seed)
@@ -103,16 +142,27 @@ def run(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .robot import evaluate_instance, make_method, summarize
+    from .clicker import split_gt
+    from .robot import evaluate_instance, make_method, one_pixel_reference, summarize
 
     if args.max_clicks < 1:
         print("napari-fcfi evaluate: --max-clicks must be >= 1", file=sys.stderr)
+        return 2
+    if args.max_instances is not None and args.max_instances < 1:
+        print("napari-fcfi evaluate: --max-instances must be >= 1", file=sys.stderr)
         return 2
     try:
         pairs = list_pairs(args.images, args.labels, args.split)
         instances = list_instances(pairs, args.max_instances, args.seed)
     except ValueError as exc:
         print(f"napari-fcfi evaluate: {exc}", file=sys.stderr)
+        return 2
+    if not instances:
+        print(
+            f"napari-fcfi evaluate: no instance to evaluate: the {len(pairs)} label image(s) "
+            f"in {args.labels} (split {args.split!r}) hold only background (0)",
+            file=sys.stderr,
+        )
         return 2
 
     predictor, model_name = None, None
@@ -121,18 +171,43 @@ def run(args) -> int:
         from ..inference import Predictor
 
         model_name = args.model or "built-in"
-        predictor = Predictor(load_model(args.model, device=args.device), device=args.device)
+        try:
+            predictor = Predictor(
+                load_model(args.model, device=args.device),
+                device=args.device,
+                flip=not args.no_flip,
+                first_click=args.first_click,
+                zoom_in_target_size=args.target_size,
+                zoom_in_min_crop_size=args.min_crop,
+                zoom_in_expansion_ratio=args.expansion,
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"napari-fcfi evaluate: {exc}", file=sys.stderr)
+            return 2
     method = make_method(args.method, predictor, model_name)
 
-    all_ious, all_secs = [], []
+    all_ious, all_secs, areas, reference = [], [], [], []
     current, labels = None, None
     for idx, label_id in tqdm(instances, desc=f"evaluate {args.method}", unit="inst"):
         if idx != current:
             img_path, lab_path = pairs[idx]
-            method.start(_read(img_path))
+            image = _read(img_path)
             labels = _read(lab_path)
+            if image.shape[:2] != labels.shape:
+                print(
+                    f"napari-fcfi evaluate: label image {lab_path} has shape {labels.shape} "
+                    f"but its image {img_path} has {image.shape}; labels must have the "
+                    "image's size",
+                    file=sys.stderr,
+                )
+                return 2
+            method.start(image)
             current = idx
-        ious, secs = evaluate_instance(method, labels == label_id, args.max_clicks)
+        gt = labels == label_id
+        ious, secs = evaluate_instance(method, gt, args.max_clicks)
+        obj = split_gt(gt)[0]
+        areas.append(int(obj.sum()))
+        reference.append(one_pixel_reference(obj))
         all_ious.append(ious)
         all_secs.append(secs)
     result = summarize(
@@ -141,6 +216,8 @@ def run(args) -> int:
         args.max_clicks,
         args.method,
         model_name,
+        areas=areas,
+        reference=reference,
     )
     miou = result["mIoU"]
     print(

@@ -97,8 +97,56 @@ def noc(ious: np.ndarray, thresh: float, max_clicks: int) -> int:
     return int(reached[0]) + 1 if reached.size else max_clicks
 
 
-def summarize(all_ious, all_secs, max_clicks: int, method: str, model=None) -> dict:
-    """The benchmark's JSON record from per-instance IoU and time arrays."""
+#: object-area bins (px²) of the size-stratified table: small, median and large DSB nuclei,
+#: then whole cells
+SIZE_BINS = (0, 100, 250, 600, 2000, 8000)
+
+
+def one_pixel_reference(obj: np.ndarray) -> tuple[float, float]:
+    """IoU of a perfect mask grown, and shrunk, by one pixel (3x3 cross) against itself:
+    the agreement a one-pixel boundary disagreement allows."""
+    from scipy import ndimage as ndi
+
+    obj = np.asarray(obj, bool)
+    n = np.count_nonzero(obj)
+    if n == 0:
+        return 1.0, 1.0
+    grown = np.count_nonzero(ndi.binary_dilation(obj))
+    shrunk = np.count_nonzero(ndi.binary_erosion(obj, border_value=1))
+    return n / grown, shrunk / n
+
+
+def by_size(ious: np.ndarray, areas, max_clicks: int) -> list[dict]:
+    """NoC and mIoU per object-area bin (:data:`SIZE_BINS`)."""
+    ious = np.asarray(ious, dtype=np.float64).reshape(-1, max_clicks)
+    areas = np.asarray(areas, dtype=np.float64)
+    rows = []
+    edges = list(SIZE_BINS) + [np.inf]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (areas >= lo) & (areas < hi)
+        if not sel.any():
+            continue
+        sub = ious[sel]
+        rows.append(
+            {
+                "area": [float(lo), None if np.isinf(hi) else float(hi)],
+                "instances": int(sel.sum()),
+                "NoC@85": float(np.mean([noc(i, 0.85, max_clicks) for i in sub])),
+                "NoC@90": float(np.mean([noc(i, 0.90, max_clicks) for i in sub])),
+                "mIoU@1": float(sub[:, 0].mean()),
+                "mIoU@3": float(sub[:, min(2, max_clicks - 1)].mean()),
+                "mIoU@max": float(sub[:, -1].mean()),
+            }
+        )
+    return rows
+
+
+def summarize(
+    all_ious, all_secs, max_clicks: int, method: str, model=None, areas=None, reference=None
+) -> dict:
+    """The benchmark's JSON record from per-instance IoU and time arrays (with ``areas``,
+    the size-stratified table; with ``reference``, per-instance (grown, shrunk) one-pixel
+    IoUs, their summary)."""
     ious = np.asarray(all_ious, dtype=np.float64).reshape(-1, max_clicks)
     secs = np.asarray(all_secs, dtype=np.float64)
     n = len(ious)
@@ -110,4 +158,14 @@ def summarize(all_ious, all_secs, max_clicks: int, method: str, model=None) -> d
     out["sec_per_click"] = float(secs.mean()) if secs.size else None
     out["method"] = method
     out["model"] = model
+    if areas is not None and n:
+        out["by_size"] = by_size(ious, areas, max_clicks)
+    if reference is not None and n:
+        ref = np.asarray(reference, dtype=np.float64).reshape(-1, 2)
+        out["one_pixel_reference"] = {
+            "grown_mean_iou": float(ref[:, 0].mean()),
+            "shrunk_mean_iou": float(ref[:, 1].mean()),
+            "grown_frac_at_90": float(np.mean(ref[:, 0] >= 0.9)),
+            "shrunk_frac_at_90": float(np.mean(ref[:, 1] >= 0.9)),
+        }
     return out
