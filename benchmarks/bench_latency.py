@@ -98,16 +98,17 @@ def bench(image, clicks, model, zoom_in, flip):
     w.device_combo.setCurrentText("cpu")
     w.zoom_check.setChecked(zoom_in)
     w.flip_check.setChecked(flip)
+    from napari_fcfi.annotation.events import LabelsChanged
+
     written = []
-    real_write = w._write_result
     loop = QEventLoop()
 
-    def timed_write(*a, **k):  # the GUI-thread write of a click's result
-        real_write(*a, **k)
-        written.append(time.perf_counter())
-        loop.quit()
+    def timed_write(event):  # the GUI-thread write of a click's result
+        if isinstance(event, LabelsChanged):
+            written.append(time.perf_counter())
+            loop.quit()
 
-    w._write_result = timed_write
+    w.editor.events.connect(timed_write)
     # warm-up (creates the layers, the predictor and torch's kernels)
     napari_fcfi.InteractiveSession(predictor, image).add_click(*clicks[0][0], True)
     w.clicks_layer.add(clicks[0][0])

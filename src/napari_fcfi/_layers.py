@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .annotation.planes import compose_object
+
 CLICKS_LAYER_NAME = "FCFI clicks"
 LABELS_LAYER_NAME = "FCFI labels"
 POSITIVE_COLOR = "#00e000"
@@ -155,24 +157,6 @@ def set_plane(labels_layer, key: SliceKey, new_plane: np.ndarray) -> int:
     indices = tuple(np.full(yy.shape, k, dtype=np.intp) for k in key) + (yy, xx)
     labels_layer.data_setitem(indices, new_plane[diff])
     return int(yy.size)
-
-
-def compose_object(
-    plane: np.ndarray, mask: np.ndarray, object_id: int, allow_overwrite: bool
-) -> np.ndarray:
-    """The label plane with ``object_id`` set to ``mask``.
-
-    Pixels of ``object_id`` outside ``mask`` become background; pixels of *other* objects
-    inside ``mask`` are kept unless ``allow_overwrite``.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != plane.shape:
-        raise ValueError(f"mask shape {mask.shape} does not match the label plane {plane.shape}")
-    new = plane.copy()
-    new[(plane == object_id) & ~mask] = 0
-    target = mask if allow_overwrite else mask & ((plane == 0) | (plane == object_id))
-    new[target] = object_id
-    return new
 
 
 def write_object(

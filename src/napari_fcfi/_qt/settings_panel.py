@@ -1,0 +1,178 @@
+"""The model and inference settings of the interactive widget.
+
+:class:`SettingsPanel` holds the model picker (built-in model, a checkpoint file, or a
+model handed to the widget), the device, the threshold, the zoom-in / flip / fit-to-object
+switches and "allow overwriting other objects", and turns them into a
+:class:`~napari_fcfi.annotation.predictors.PredictorSettings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QWidget,
+)
+
+from ..annotation.predictors import DEVICES, INJECTED, PredictorSettings, resolve_device
+
+BUILTIN = "Built-in (fcfi-lite)"
+CHECKPOINT = "Checkpoint file…"
+PROVIDED = "Provided model"
+
+
+class SettingsPanel:
+    """The settings rows of ``form``.
+
+    ``injected``: a model handed to the widget (offered first in the model picker).
+    ``on_predictor_change()`` follows a change of model, device, zoom-in, flip or fit;
+    ``on_threshold(value)`` a change of threshold.
+    """
+
+    def __init__(
+        self,
+        form: QFormLayout,
+        parent: QWidget,
+        injected=None,
+        on_predictor_change: Callable[[], None] | None = None,
+        on_threshold: Callable[[float], None] | None = None,
+    ):
+        self._parent = parent
+        self._on_predictor_change = on_predictor_change or (lambda: None)
+        self._checkpoint: str | None = None
+        self._ready = False
+
+        self.model_combo = QComboBox()
+        if injected is not None:
+            self.model_combo.addItem(f"{PROVIDED} ({type(injected).__name__})")
+        self.model_combo.addItems([BUILTIN, CHECKPOINT])
+        self.model_combo.currentIndexChanged.connect(self._on_model_choice)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setToolTip("choose an FCFI checkpoint file (.safetensors/.pth)")
+        self.browse_button.clicked.connect(self._browse_checkpoint)
+        row = QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(self.browse_button)
+        form.addRow("Model", row)
+        self.checkpoint_label = QLabel("")
+        self.checkpoint_label.setWordWrap(True)
+        form.addRow("", self.checkpoint_label)
+
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.currentIndexChanged.connect(self._changed)
+        form.addRow("Device", self.device_combo)
+
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(0.01, 0.99)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setValue(0.49)
+        if on_threshold is not None:
+            self.threshold_spin.valueChanged.connect(on_threshold)
+        form.addRow("Threshold", self.threshold_spin)
+
+        self.zoom_check = QCheckBox("Zoom-in")
+        self.zoom_check.setChecked(True)
+        self.flip_check = QCheckBox("Flip")
+        self.flip_check.setChecked(True)
+        self.fit_check = QCheckBox("Fit to object")
+        self.fit_check.setChecked(True)
+        self.fit_check.setToolTip(
+            "First click of an object: a quick pass measures the object, then the network "
+            "sees it at the scale it was trained at, whatever its size in the image "
+            "(used with zoom-in)."
+        )
+        row = QHBoxLayout()
+        for check in (self.zoom_check, self.flip_check, self.fit_check):
+            check.toggled.connect(self._changed)
+            row.addWidget(check)
+        form.addRow("Inference", row)
+        self.overwrite_check = QCheckBox("Allow overwriting other objects")
+        form.addRow("", self.overwrite_check)
+
+        self.cpu_hint = QLabel(
+            "Running on the CPU: every click takes longer. A CUDA (or Apple MPS) GPU makes "
+            "clicks near-instant."
+        )
+        self.cpu_hint.setWordWrap(True)
+        self.cpu_hint.setStyleSheet("color: #e0a000;")
+        self._on_model_choice()
+        self._ready = True
+
+    # ------------------------------------------------------------------ values
+    def settings(self) -> dict:
+        """The settings as a plain dict (``source``, ``device``, ``zoom_in``, ``flip``,
+        ``fit``, ``threshold``)."""
+        text = self.model_combo.currentText()
+        if text.startswith(PROVIDED):
+            source = INJECTED
+        elif text == CHECKPOINT:
+            source = self._checkpoint or ""
+        else:
+            source = None
+        return {
+            "source": source,
+            "device": self.device_combo.currentText(),
+            "zoom_in": self.zoom_check.isChecked(),
+            "flip": self.flip_check.isChecked(),
+            "fit": self.fit_check.isChecked(),
+            "threshold": float(self.threshold_spin.value()),
+        }
+
+    def predictor_settings(self) -> PredictorSettings:
+        s = self.settings()
+        return PredictorSettings(s["source"], s["device"], s["zoom_in"], s["flip"], s["fit"])
+
+    def device_error(self) -> str | None:
+        """Why the chosen device cannot be used (``None`` when it can); shows the CPU hint
+        when clicks will run on the CPU."""
+        try:
+            device = resolve_device(self.device_combo.currentText())
+        except ValueError as exc:
+            self.cpu_hint.setVisible(True)
+            return str(exc)
+        self.cpu_hint.setVisible(device == "cpu")
+        return None
+
+    # ------------------------------------------------------------------ model picker
+    def _changed(self, *args) -> None:
+        if self._ready:
+            self._on_predictor_change()
+
+    def _on_model_choice(self, index=None) -> None:
+        checkpoint = self.model_combo.currentText() == CHECKPOINT
+        self.browse_button.setEnabled(checkpoint)
+        if checkpoint and self._checkpoint:
+            self.checkpoint_label.setText(self._checkpoint)
+        elif checkpoint:
+            self.checkpoint_label.setText("no checkpoint chosen: use Browse…")
+        else:
+            self.checkpoint_label.setText("")
+        self._changed()
+
+    def _browse_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self._parent,
+            "FCFI checkpoint",
+            str(Path.home()),
+            "Checkpoints (*.safetensors *.pth *.pt);;All files (*)",
+        )
+        if path:
+            self.set_checkpoint(path)
+
+    def set_checkpoint(self, path: str) -> None:
+        """Use the checkpoint file ``path`` (as the file dialog does)."""
+        if not Path(path).is_file():
+            raise ValueError(f"checkpoint file {path!r} does not exist")
+        self._checkpoint = str(path)
+        self.model_combo.setCurrentText(CHECKPOINT)
+        self._on_model_choice()

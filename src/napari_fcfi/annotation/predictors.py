@@ -1,0 +1,146 @@
+"""Which network and predictor the editor uses: :class:`PredictorSettings` and the
+:class:`PredictorCache` keyed by them.
+
+Loading a model and building a predictor are slow, so the cache keeps the last ones and
+rebuilds only what a settings change requires: a new model for another source or device, a
+new predictor for other inference options. The threshold is not part of the key; it is set
+on the cached predictor.
+
+The cache is used from the editor's background work, one job at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+#: ``PredictorSettings.source`` for the model handed to the cache (e.g. a test network)
+INJECTED = "injected"
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class PredictorSettings:
+    """The model and inference options of interactive clicks.
+
+    ``source``: ``None`` for the built-in model, :data:`INJECTED` for the model given to
+    the cache, else a checkpoint file (``""``: none chosen yet). ``device``: one of
+    :data:`DEVICES`. ``zoom_in`` and ``flip``: the two test-time transforms. ``fit``: the
+    first click of an object measures the object and shows it to the network at the scale
+    it was trained at (the model's own first-click mode); off, the first click is one
+    native-scale pass.
+    """
+
+    source: str | None = None
+    device: str = "auto"
+    zoom_in: bool = True
+    flip: bool = True
+    fit: bool = True
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda, mps or cpu (whichever is available); others are checked and
+    ``ValueError`` says why one cannot be used."""
+    import torch
+
+    if device == "auto":
+        from ..model.io import default_device
+
+        return default_device().type
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was chosen but torch sees no CUDA GPU; pick 'auto' or 'cpu'")
+    if device == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError("MPS was chosen but it is not available; pick 'auto' or 'cpu'")
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; pick one of {DEVICES}")
+    return device
+
+
+class PredictorCache:
+    """The predictor for the current :class:`PredictorSettings`, built on demand.
+
+    Parameters
+    ----------
+    model
+        A network used for ``source=INJECTED`` (e.g. a stand-in network in tests).
+    predictor_factory
+        ``predictor_factory(model, device=..., zoom_in=..., flip=..., threshold=...,
+        first_click=...)``; default :class:`napari_fcfi.inference.predictor.Predictor`.
+    load_model
+        ``load_model(source, device=...)`` for the built-in model and checkpoint files;
+        default :func:`napari_fcfi.model.io.load_model`.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        predictor_factory: Callable | None = None,
+        load_model: Callable | None = None,
+    ):
+        self._injected = model
+        self._factory = predictor_factory
+        self._load_model = load_model
+        self._model = None
+        self._model_key: tuple | None = None
+        self._predictor = None
+        self._predictor_key: PredictorSettings | None = None
+
+    @property
+    def injected_model(self):
+        return self._injected
+
+    @property
+    def predictor(self):
+        """The predictor built last (``None`` before the first click)."""
+        return self._predictor
+
+    def set_threshold(self, threshold: float) -> None:
+        """Set the threshold of the current predictor (if any)."""
+        if self._predictor is not None:
+            self._predictor.threshold = float(threshold)
+
+    def get(self, settings: PredictorSettings, threshold: float):
+        """The predictor for ``settings`` with ``threshold``; loads the model when needed.
+
+        Raises ``ValueError`` for a missing checkpoint or a device that cannot be used.
+        """
+        device = resolve_device(settings.device)
+        source = settings.source
+        if source == "":
+            raise ValueError("choose a checkpoint file with 'Browse…' first")
+        model_key = (source, device)
+        if self._model is None or self._model_key != model_key:
+            if source == INJECTED:
+                if self._injected is None:
+                    raise ValueError("no model was provided")
+                model = self._injected.to(device).eval()
+            else:
+                load = self._load_model
+                if load is None:
+                    from ..model.io import load_model as load
+                model = load(source, device=device)
+            self._model, self._model_key = model, model_key
+            self._predictor = None
+        key = replace(settings, device=device)  # "auto" and the device it picked are one key
+        if self._predictor is None or self._predictor_key != key:
+            factory = self._factory
+            if factory is None:
+                from ..inference.predictor import Predictor as factory
+            self._predictor = factory(
+                self._model,
+                device=device,
+                zoom_in=settings.zoom_in,
+                flip=settings.flip,
+                threshold=float(threshold),
+                # the model's own first-click mode when fitting, else one native-scale pass
+                first_click=None if settings.fit else "window",
+            )
+            self._predictor_key = key
+        self._predictor.threshold = float(threshold)
+        return self._predictor
