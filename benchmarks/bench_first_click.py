@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_fcfi.stack.propagate import interior_point
+
 SAMPLE_ID = "63d981a107091e1e"  # nuclei2d_large.tif
 DEFAULT_LABELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018"
 DEFAULT_LABELS = DEFAULT_LABELS / "train" / "labels" / f"{SAMPLE_ID}.tif"
@@ -35,8 +37,7 @@ def centre_clicks(labels: np.ndarray, min_area: int) -> list[tuple[int, int, int
         obj = labels[sl] == i
         if obj.sum() < min_area:
             continue
-        dt = ndi.distance_transform_edt(np.pad(obj, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(int(np.argmax(dt)), dt.shape)
+        y, x = interior_point(obj)
         out.append((i, int(y + sl[0].start), int(x + sl[1].start)))
     return out
 

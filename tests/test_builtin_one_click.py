@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 
 from napari_fcfi._sample_data import load_sample
 from napari_fcfi.inference.predictor import Predictor
 from napari_fcfi.model.io import load_model
+from napari_fcfi.stack.propagate import interior_point
 
 FIXTURES = np.load(Path(__file__).parent / "data" / "one_click.npz")
 #: minimum IoU of each one-click mask with its ground truth
@@ -26,11 +26,6 @@ MIN_IOU = {"large": 0.85, "small": 0.75, "cell": 0.80}
 @pytest.fixture(scope="module")
 def predictor():
     return Predictor(load_model(), device="cpu")
-
-
-def centre(mask):
-    dt = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    return np.unravel_index(int(np.argmax(dt)), dt.shape)
 
 
 def pick(labels, rank):
@@ -43,7 +38,7 @@ def pick(labels, rank):
 
 
 def one_click_iou(predictor, image, gt):
-    y, x = centre(gt)
+    y, x = interior_point(gt)
     predictor.reset_state()
     mask = predictor.predict(image, [(int(y), int(x), True)]) > predictor.threshold
     return np.count_nonzero(mask & gt) / np.count_nonzero(mask | gt)

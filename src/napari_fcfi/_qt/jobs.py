@@ -78,11 +78,16 @@ class SerialJobQueue:
 
     def wait(self, timeout: float = 30.0) -> None:
         """Process Qt events until no job runs or waits (for scripts and tests)."""
-        from qtpy.QtWidgets import QApplication
+        process_events_while(lambda: self.busy, timeout)
 
-        end = time.monotonic() + timeout
-        while self.busy:
-            if time.monotonic() > end:
-                raise TimeoutError("FCFI jobs still running")
-            QApplication.processEvents()
-            time.sleep(0.002)
+
+def process_events_while(busy, timeout: float = 30.0) -> None:
+    """Process Qt events while ``busy()`` is true; ``TimeoutError`` after ``timeout`` s."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.monotonic() + timeout
+    while busy():
+        if time.monotonic() > end:
+            raise TimeoutError("FCFI jobs still running")
+        QApplication.processEvents()
+        time.sleep(0.002)

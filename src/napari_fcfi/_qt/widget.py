@@ -11,7 +11,6 @@ the clicks of the current object once every command has been applied.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from qtpy.QtCore import QTimer
@@ -31,7 +30,7 @@ from ..annotation.predictors import PredictorCache, resolve_device
 from .boxes import clicks_box, stack_box
 from .clicks import ClickInput
 from .geometry import current_slice, locate, to_image_coords
-from .jobs import SerialJobQueue
+from .jobs import SerialJobQueue, process_events_while
 from .layer_choice import LayerChoice
 from .settings_panel import SettingsPanel
 from .shortcuts import bind_shortcuts, help_text
@@ -215,14 +214,7 @@ class FCFIWidget(QWidget):
 
     def wait(self, timeout: float = 30.0) -> None:
         """Process Qt events until every command has been applied (scripts and tests)."""
-        from qtpy.QtWidgets import QApplication
-
-        end = time.monotonic() + timeout
-        while self.busy:
-            if time.monotonic() > end:
-                raise TimeoutError("FCFI jobs still running")
-            QApplication.processEvents()
-            time.sleep(0.002)
+        process_events_while(lambda: self.busy, timeout)
 
     def current_slice(self) -> SliceKey:
         """Key of the 2-D slice of the image that the viewer shows now."""

@@ -643,10 +643,7 @@ class Predictor:
         if not self.zoom_in or (H <= t and W <= t):
             return View((0, H - 1, 0, W - 1), (H, W), False)
         y, x, _ = clicks[-1]
-        wh, ww = min(t, H), min(t, W)
-        y0 = min(max(y - wh // 2, 0), H - wh)
-        x0 = min(max(x - ww // 2, 0), W - ww)
-        box = (y0, y0 + wh - 1, x0, x0 + ww - 1)
+        box = self._window(shape, y, x, t).box
         if prev is not None:
             obj = self._object_roi(shape, clicks, prev)
             if obj is not None:
