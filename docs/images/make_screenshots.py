@@ -1,6 +1,6 @@
 """Make the user guide's screenshots (real napari windows; run under Xvfb).
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/images/make_screenshots.py \
+    xvfb-run -a -s "-screen 0 1280x800x24" python docs/images/make_screenshots.py \
         --model builtin
 
 ``--model``: ``builtin`` (default), a checkpoint path, or ``stub`` (analytic StubNet, for a
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 
 def load(name: str):
     if name == "stub":
-        from napari_fcfi.model.stub import StubNet
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+        from stubnet import StubNet
 
         return StubNet()
     import napari_fcfi
@@ -136,7 +138,7 @@ def main(argv=None) -> dict:
 
     # ---- 2-D nuclei: before / after a few clicks
     viewer = napari.Viewer(title="napari-fcfi")
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1280, 800)
     data, meta, _ = load_sample("nuclei2d")[0]
     viewer.add_image(data, **meta)
     w = FCFIWidget(viewer, model=model)
@@ -163,7 +165,7 @@ def main(argv=None) -> dict:
 
     # ---- 3-D stack: propagation in progress, then the result
     viewer = napari.Viewer(title="napari-fcfi")
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(1280, 800)
     data, meta, _ = load_sample("nuclei3d")[0]
     layer = viewer.add_image(data, **meta)
     w = FCFIWidget(viewer, model=model)
