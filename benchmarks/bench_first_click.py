@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_fcfi.stack.propagate import interior_point
+from napari_fcfi.masks import interior_point
 
 SAMPLE_ID = "63d981a107091e1e"  # nuclei2d_large.tif
 DEFAULT_LABELS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018"

@@ -35,7 +35,7 @@ import numpy as np
 
 def build_model(name: str):
     if name == "stub":
-        from napari_fcfi.model.stub import StubNet
+        from _testnets import StubNet
 
         return StubNet()
     if name == "lite-random":
@@ -56,7 +56,7 @@ def object_clicks(image: np.ndarray, n: int) -> list[list[tuple[int, int]]]:
     from skimage.filters import threshold_otsu
     from skimage.measure import label, regionprops
 
-    from napari_fcfi.stack.propagate import interior_point
+    from napari_fcfi.masks import interior_point
 
     gray = image if image.ndim == 2 else image[..., :3].mean(-1)
     lab = label(gray > threshold_otsu(gray))

@@ -11,8 +11,9 @@ click is measured in two situations:
 
 For each, on Linux, the peak resident memory during the click above the memory before it
 (``peak``; the kernel's high-water mark, reset before the click), the memory still held
-after it by the click's result (``result``: the probability and the two feedback maps
-pasted back into the view, 4 bytes per view pixel each) and their difference
+after it by the click's result (``result``: the probability and the CFFM feedback map,
+which drives the next zoom-in, pasted back into the view at 4 bytes per view pixel each;
+the FFCM map is pasted only when it is read) and their difference
 (``transient``: everything else -- the network input, the network, the resizes).
 ``arrays`` is the peak of numpy allocations (tracemalloc, a separate run of the same click).
 
@@ -80,7 +81,7 @@ def scene(size: int, coverage: float):
 
 def load(model: str | None, device):
     if model == "stub":
-        from napari_fcfi.model.stub import StubNet
+        from _testnets import StubNet
 
         return StubNet(), "StubNet"
     from napari_fcfi.model.io import load_model

@@ -20,7 +20,7 @@ import torch
 
 
 def build(name: str) -> torch.nn.Module:
-    from napari_fcfi.model.w1 import apply_w1
+    from _testnets import apply_w1
 
     if name == "h18s":
         from napari_fcfi.model.hrnet_model import HRNetModel

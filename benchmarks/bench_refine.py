@@ -119,7 +119,7 @@ def model_source(spec: str):
 
         return FCFILite
     if spec == "stub":
-        from napari_fcfi.model.stub import StubNet
+        from _testnets import StubNet
 
         return StubNet
     return None if spec == "builtin" else spec

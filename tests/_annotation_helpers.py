@@ -71,7 +71,7 @@ def dark_image(shape) -> np.ndarray:
 
 def make_editor(image, labels=None, executor=None, model=None, **kwargs):
     """An editor over ``image`` and an in-memory label store (zeros unless ``labels``)."""
-    from napari_fcfi.model.stub import StubNet
+    from stubnet import StubNet
 
     if labels is None:
         labels = np.zeros(image.shape, dtype=np.uint32)

@@ -52,8 +52,8 @@ class FakePredictor:
 
 def stub_predictor():
     """The batch-refinement predictor around the analytic stub network."""
-    from napari_fcfi.model.stub import StubNet
     from napari_fcfi.stack.refine import default_predictor
+    from stubnet import StubNet
 
     return default_predictor(StubNet())
 

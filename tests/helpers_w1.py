@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from napari_fcfi.model.io import build_model, load_state_dict_strict
-from napari_fcfi.model.w1 import w1_state_dict
+from w1 import w1_state_dict
 
 
 def official_config(conformance_dir, name: str) -> dict:

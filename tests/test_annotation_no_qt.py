@@ -35,7 +35,7 @@ for info in pkgutil.iter_modules(pkg.__path__):
 from napari_fcfi.annotation.editor import AnnotationEditor
 from napari_fcfi.annotation.predictors import PredictorCache, PredictorSettings
 from napari_fcfi.annotation.store import ArrayLabelStore
-from napari_fcfi.model.stub import StubNet
+from stubnet import StubNet
 
 image = np.zeros((3, 32, 32), np.uint8)
 image[..., :2, :2] = 255
@@ -55,7 +55,9 @@ print("ok")
 
 
 def test_editor_imports_and_works_with_napari_and_qt_blocked():
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    tests = str(Path(__file__).parent)  # the stand-in network lives next to the tests
+    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
     )

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from helpers_w1 import official_config, official_keys
+from napari_fcfi.devices import pick_device
 from napari_fcfi.model import io as mio
 from napari_fcfi.model.io import CheckpointError, load_model, save_model
-from napari_fcfi.model.w1 import w1_state_dict
+from w1 import w1_state_dict
 
 
 def _official_file(tmp_path, conformance_dir, name="h18s", state=None, config=None):
@@ -192,17 +193,27 @@ def test_registered_name_and_default(tmp_path, monkeypatch, h18s_file):
     assert load_model("tiny").checkpoint_path.endswith("tiny.safetensors")
     model = load_model()
     assert not model.training
-    assert next(model.parameters()).device == mio.default_device()
+    assert next(model.parameters()).device == pick_device()
 
 
-def test_default_device_is_cpu_here():
-    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
-        assert mio.default_device() == torch.device("cpu")
+def test_auto_device_is_what_torch_sees_and_named_devices_are_checked():
+    mps = torch.backends.mps.is_available()
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")
+    assert pick_device().type == expected
+    assert pick_device("auto").type == expected
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA was chosen"):
+            pick_device("cuda")
+    if not mps:
+        with pytest.raises(ValueError, match="MPS was chosen"):
+            pick_device("mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu")
 
 
-def test_builtin_default_model_loads_if_shipped():
+def test_builtin_default_model_is_shipped_and_loads():
     path = mio.WEIGHTS_DIR / f"{mio.DEFAULT_MODEL}.safetensors"
-    if not path.exists():
-        pytest.skip(f"built-in weights not shipped yet: {path}")
+    assert path.is_file(), f"the built-in weights are missing from the package: {path}"
     model = load_model(device="cpu")
     assert not model.training

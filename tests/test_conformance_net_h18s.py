@@ -13,7 +13,7 @@ import torch
 
 from helpers_w1 import load_case, official_keys, run_case, w1_model
 from napari_fcfi.model.clicks import disk_maps
-from napari_fcfi.model.w1 import w1_state_dict
+from w1 import w1_state_dict
 
 CASES = ["first_click", "later_click"]
 

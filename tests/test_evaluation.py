@@ -14,7 +14,7 @@ import napari_fcfi
 from napari_fcfi.cli import main
 from napari_fcfi.evaluation import evaluate_instance, make_method, summarize
 from napari_fcfi.evaluation.robot import iou, noc
-from napari_fcfi.model.stub import StubNet
+from stubnet import StubNet
 
 
 def _blobs(seed, shape=(72, 88)):

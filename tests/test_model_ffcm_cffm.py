@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from napari_fcfi.model.cffm import CollaborativeFusionModule
 from napari_fcfi.model.ffcm import FocusedCorrectionModule, focus_box
-from napari_fcfi.model.w1 import apply_w1
+from w1 import apply_w1
 
 H, W, h, w, C = 64, 96, 16, 24, 8
 

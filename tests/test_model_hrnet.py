@@ -7,7 +7,7 @@ import torch
 
 from napari_fcfi.model.hrnet_model import HRNetModel
 from napari_fcfi.model.io import load_model
-from napari_fcfi.model.w1 import apply_w1
+from w1 import apply_w1
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,8 @@ def test_unsupported_options_are_refused(kwargs):
 
 
 def test_lite_files_load_through_load_model(tmp_path):
-    lite = pytest.importorskip("napari_fcfi.model.lite")
+    from napari_fcfi.model import lite
+
     model = lite.FCFILite().eval()
     path = lite.save_lite(model, tmp_path / "lite.safetensors", half=True)
     loaded = load_model(path, device="cpu")

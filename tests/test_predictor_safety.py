@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from napari_fcfi.inference.maps import RoiMap
 from napari_fcfi.inference.predictor import SAMPLE_RATIO, Predictor, PreparedImage, View
-from napari_fcfi.model.stub import StubNet
+from stubnet import StubNet
 
 
 def _scene(shape=(300, 400), seed=0):

@@ -8,8 +8,9 @@ import pytest
 from scipy import ndimage as ndi
 
 from _refine_helpers import BrightNet, FakePredictor, blobs_image, disk_labels, stub_predictor
+from napari_fcfi.masks import interior_point
 from napari_fcfi.stack import RefineCancelled, refine_labels
-from napari_fcfi.stack.refine import default_predictor, interior_point, iter_refine, refine_slice
+from napari_fcfi.stack.refine import default_predictor, iter_refine, refine_slice
 
 
 def _stack(n=3):
@@ -292,3 +293,21 @@ def test_negative_ids_refused_before_anything_is_written():
     with pytest.raises(ValueError, match="negative"):
         refine_labels(img, bad, FakePredictor(lab[0]), out=out)
     assert (out == 0).all()
+
+
+def test_one_options_dataclass_for_every_entry_point():
+    from napari_fcfi.stack.options import RefineOptions
+
+    img, lab = _stack(2)
+    opts = RefineOptions(margin=0.2, extra_clicks=0)
+    assert RefineOptions.of(opts, min_size=3) == RefineOptions(
+        min_size=3, margin=0.2, extra_clicks=0
+    )
+    with pytest.raises(TypeError, match="marign"):
+        RefineOptions.of(None, marign=0.1)
+    with pytest.raises(TypeError, match="marign"):
+        refine_labels(img, lab, FakePredictor(lab[0]), marign=0.1)
+    # an options object gives the same result as the same options as keywords
+    a, _ = refine_labels(img, lab, FakePredictor(lab[0]), opts)
+    b, _ = refine_labels(img, lab, FakePredictor(lab[0]), margin=0.2, extra_clicks=0)
+    np.testing.assert_array_equal(a, b)

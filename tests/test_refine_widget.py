@@ -122,15 +122,13 @@ def test_opens_from_the_plugin_manifest(make_napari_viewer):
     assert widget.refine_all() is None and "labels layer" in widget.status.text()
 
 
-def test_widget_defaults_match_the_function(make_napari_viewer):
-    import inspect
-
+def test_widget_defaults_are_the_refine_options(make_napari_viewer):
     from napari_fcfi._refine_widget import RefineWidget
-    from napari_fcfi.stack import refine_labels
+    from napari_fcfi.stack.options import RefineOptions
 
-    sig = inspect.signature(refine_labels).parameters
+    defaults = RefineOptions()
     w = RefineWidget(make_napari_viewer(), model=BrightNet())
-    assert w.min_size.value() == sig["min_size"].default
-    assert w.extra_clicks.value() == sig["extra_clicks"].default
-    assert w.click_distance.value() == sig["click_distance"].default
-    assert w.margin.value() == sig["margin"].default
+    assert w.min_size.value() == defaults.min_size
+    assert w.extra_clicks.value() == defaults.extra_clicks
+    assert w.click_distance.value() == defaults.click_distance
+    assert w.margin.value() == defaults.margin

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_fcfi import InteractiveSession, Predictor
-from napari_fcfi.model.stub import StubNet
+from stubnet import StubNet
 
 # the session_stubnet scene rebuilt synthetically: a zoom window smaller than the image,
 # and a 4th click far away that forces a ROI recompute

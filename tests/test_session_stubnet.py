@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_fcfi import InteractiveSession, Predictor
-from napari_fcfi.model.stub import StubNet
+from stubnet import StubNet
 
 ZOOM = {"h18s": (700, 3.0), "r101": (600, 3.2)}
 TOL = 1e-5

@@ -16,11 +16,12 @@ import zarr
 from scipy import ndimage as ndi
 
 from _refine_helpers import BrightNet, blobs_image, disk_labels, stub_predictor
+from napari_fcfi import cores
 from napari_fcfi.cli import main
-from napari_fcfi.model.stub import StubNet
 from napari_fcfi.stack import cli as stack_cli
-from napari_fcfi.stack import cores, refine_labels, worker
+from napari_fcfi.stack import refine_labels, worker
 from napari_fcfi.stack.refine import default_predictor
+from stubnet import StubNet
 
 
 @pytest.fixture
@@ -222,7 +223,8 @@ def test_console_script_on_local_cluster(stack):
     from napari_fcfi.stack.refine import default_predictor
 
     tmp, imgs, labs = stack
-    torch = pytest.importorskip("torch")
+    import torch
+
     torch.manual_seed(0)
     save_lite(FCFILite().eval(), tmp / "lite.safetensors")  # random weights: plumbing only
     exe = Path(sys.executable).with_name("napari-fcfi")
@@ -287,11 +289,17 @@ def test_failing_slice_reports_and_keeps_partial(stack, stub_model, monkeypatch,
     )
 
 
-def test_cli_defaults_match_the_function():
-    import inspect
+def test_cli_defaults_are_the_refine_options():
+    import argparse
 
-    sig = inspect.signature(refine_labels).parameters
-    assert {k: sig[k].default for k in stack_cli.DEFAULTS} == stack_cli.DEFAULTS
+    from napari_fcfi.stack.options import RefineOptions
+
+    parser = argparse.ArgumentParser()
+    stack_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["refine", "img.tif", "lab.tif", "-o", "out.zarr"])
+    defaults = RefineOptions()
+    for name in ("min_size", "extra_clicks", "margin"):
+        assert getattr(args, name) == getattr(defaults, name), name
 
 
 def test_2d_rgb_and_4d_stacks(tmp_path, stub_model):
@@ -488,7 +496,8 @@ def test_slice_worker_caches_are_keyed_by_content(stack, monkeypatch):
         return net
 
     monkeypatch.setattr(worker, "load_network", load)
-    torch = pytest.importorskip("torch")
+    import torch
+
     n = torch.get_num_threads()  # the predictor sets it for its process
     sw = worker.SliceWorker()
     model.write_text("stub")
@@ -626,7 +635,8 @@ def test_default_threads_use_free_cores_divided_among_workers(four_cores_two_bus
 
 
 def test_synchronous_threads_default_and_flag(stack, stub_model, four_cores_two_busy, monkeypatch):
-    torch = pytest.importorskip("torch")
+    import torch
+
     tmp, imgs, labs = stack
     seen = []
     real = stack_cli.slice_task

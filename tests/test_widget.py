@@ -12,15 +12,13 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 pytestmark = pytest.mark.gui
 
-napari = pytest.importorskip("napari")
-torch = pytest.importorskip("torch")
-
 
 def _stub():
-    from napari_fcfi.model.stub import StubNet
+    from stubnet import StubNet
 
     return StubNet()
 
@@ -540,9 +538,41 @@ def test_real_mouse_clicks_on_canvas(make_napari_viewer, qtbot):
     assert w.labels_layer.data[y, x] == 1
 
 
+def test_canvas_clicks_with_the_labels_layer_selected(make_napari_viewer, qtbot):
+    """Labels selected in pan/zoom mode: a canvas click segments. Labels in paint mode: the
+    click paints, and the widget says at once why FCFI did not get it."""
+    from qtpy.QtCore import QPoint, Qt
+    from qtpy.QtTest import QTest
+
+    viewer = make_napari_viewer(show=True)
+    img = np.zeros((64, 64), np.uint8)
+    img[:3, :3] = 255
+    viewer.add_image(img)
+    w = _widget(viewer)
+    assert w.click_mode_check.isChecked(), "click mode is on when the widget opens"
+    canvas = viewer.window._qt_viewer.canvas.native
+    qtbot.waitExposed(canvas)
+    c = QPoint(canvas.width() // 2, canvas.height() // 2)
+    w._ensure_layers()
+    viewer.layers.selection.active = w.labels_layer
+    w.labels_layer.mode = "pan_zoom"
+    QTest.mouseClick(canvas, Qt.LeftButton, Qt.NoModifier, c)
+    w.wait()
+    assert len(w.clicks_layer.data) == 1 and w.labels_layer.data.any()
+    assert w.last_error is None
+    n_labelled = int(np.count_nonzero(w.labels_layer.data))
+    viewer.layers.selection.active = w.labels_layer
+    w.labels_layer.mode = "paint"
+    QTest.mouseClick(canvas, Qt.LeftButton, Qt.NoModifier, c + QPoint(0, 60))
+    w.wait()
+    assert len(w.clicks_layer.data) == 1, "a paint-mode click is not an FCFI click"
+    assert w.last_error is not None and "paint mode" in w.last_error
+    assert np.count_nonzero(w.labels_layer.data) >= n_labelled  # the click painted
+
+
 def test_threshold_and_settings_changes(viewer2d):
     from napari_fcfi._widget import FCFIWidget
-    from napari_fcfi.model.stub import StubNet
+    from stubnet import StubNet
 
     class SoftStub(StubNet):
         """StubNet with logits / 10: probabilities ~0.84 on click disks, ~0.32 elsewhere."""
@@ -576,7 +606,6 @@ def test_threshold_and_settings_changes(viewer2d):
     obj = w.labels_layer.data == 1
     assert obj[30, 40] and obj[30, 55]
     # a device that is not available is reported, nothing crashes
-    import torch
 
     if not torch.cuda.is_available():
         w.device_combo.setCurrentText("cuda")
@@ -586,9 +615,8 @@ def test_threshold_and_settings_changes(viewer2d):
         w.device_combo.setCurrentText("cpu")
 
 
-def test_builtin_model_or_its_clear_error(viewer2d):
-    """The built-in model segments; until its weights ship, NET's error is shown and the
-    widget stays usable with another model."""
+def test_builtin_model_segments_in_the_widget(viewer2d):
+    """The widget opens on the built-in model, which ships with the package and segments."""
     from pathlib import Path
 
     import napari_fcfi

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gui
 
 def _widget(viewer, **kwargs):
     from napari_fcfi._widget import FCFIWidget
-    from napari_fcfi.model.stub import StubNet
+    from stubnet import StubNet
 
     w = FCFIWidget(viewer, model=StubNet(), **kwargs)
     viewer.window.add_dock_widget(w)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-napari = pytest.importorskip("napari")
-
 from napari.layers import Image, Labels  # noqa: E402
 
 from napari_fcfi import _layers  # noqa: E402

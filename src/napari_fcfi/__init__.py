@@ -17,15 +17,15 @@ __all__ = ["load_model", "Predictor", "InteractiveSession", "__version__"]
 
 def __getattr__(name: str):
     if name == "load_model":
-        from .model import load_model
+        from .model.io import load_model
 
         return load_model
     if name == "Predictor":
-        from .inference import Predictor
+        from .inference.predictor import Predictor
 
         return Predictor
     if name == "InteractiveSession":
-        from .inference import InteractiveSession
+        from .inference.session import InteractiveSession
 
         return InteractiveSession
     raise AttributeError(f"module 'napari_fcfi' has no attribute {name!r}")

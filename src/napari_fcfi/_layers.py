@@ -64,6 +64,36 @@ def slice_reader(data):
     return read
 
 
+def plane_reader(image_layer):
+    """A function ``key -> PreparedImage`` for the planes of an image layer, for the engine.
+
+    Nothing is read up front: each plane is a
+    :class:`~napari_fcfi.inference.lazy.PlaneView` (numpy, dask, zarr, or the full
+    resolution of a multiscale layer), so a click reads only the crop the network sees.
+    The intensity range is computed once for the whole image or stack, from a bounded
+    sample, on the first read; every plane shares it (a dim slice stays dim). Safe to call
+    from a worker thread (it holds the array, not the layer)."""
+    import threading
+
+    from .inference.lazy import PlaneView
+    from .inference.normalize import sample_intensity_range
+    from .inference.predictor import PreparedImage
+
+    data = image_data(image_layer)
+    rgb = bool(getattr(image_layer, "rgb", False))
+    lock = threading.Lock()
+    cache: dict = {}
+
+    def read(key: SliceKey) -> PreparedImage:
+        with lock:
+            if "intensity" not in cache:
+                cache["intensity"] = sample_intensity_range(data, "auto", rgb=rgb)
+        view = PlaneView(data, tuple(key), rgb=rgb)
+        return PreparedImage(view, "auto", intensity=cache["intensity"])
+
+    return read
+
+
 def make_clicks_layer(image_layer, ndim: int | None = None):
     """A new Points layer "FCFI clicks" on the grid of ``image_layer``.
 

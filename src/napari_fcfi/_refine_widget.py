@@ -23,16 +23,17 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from ._layers import history_group, set_plane
+from ._qt.boxes import collapsible, scrolling_layout
+from .stack.options import RefineOptions
 
 if TYPE_CHECKING:
     import napari.viewer
 
-DEFAULT_MARGIN = 0.35  # refine_labels' default (checked by a test)
+DEFAULTS = RefineOptions()
 
 
 class _PlaneSnapshot:
@@ -82,22 +83,22 @@ class RefineWidget(QWidget):
         self.labels_combo = QComboBox()
         self.min_size = QSpinBox()
         self.min_size.setRange(0, 10**6)
-        self.min_size.setValue(25)
+        self.min_size.setValue(DEFAULTS.min_size)
         self.min_size.setToolTip("objects smaller than this (pixels) are kept as they are")
         self.extra_clicks = QSpinBox()
         self.extra_clicks.setRange(0, 5)
-        self.extra_clicks.setValue(1)
+        self.extra_clicks.setValue(DEFAULTS.extra_clicks)
         self.extra_clicks.setToolTip(
             "corrective clicks where the refined and the current mask disagree strongly"
         )
         self.click_distance = QDoubleSpinBox()
         self.click_distance.setRange(1.0, 100.0)
-        self.click_distance.setValue(5.0)
+        self.click_distance.setValue(DEFAULTS.click_distance)
         self.click_distance.setToolTip("a disagreement this deep (px) gets a corrective click")
         self.margin = QDoubleSpinBox()
         self.margin.setRange(0.0, 0.49)
         self.margin.setSingleStep(0.05)
-        self.margin.setValue(DEFAULT_MARGIN)
+        self.margin.setValue(DEFAULTS.margin)
         self.margin.setToolTip(
             "a pixel changes only where the probability is this far past the threshold"
         )
@@ -110,15 +111,19 @@ class RefineWidget(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Labels", self.labels_combo)
-        form.addRow("Min. object size", self.min_size)
-        form.addRow("Extra clicks", self.extra_clicks)
-        form.addRow("Click distance", self.click_distance)
-        form.addRow("Margin", self.margin)
+        # the rule options fold away: the defaults are the validated ones
+        options = QFormLayout()
+        options.addRow("Min. object size", self.min_size)
+        options.addRow("Extra clicks", self.extra_clicks)
+        options.addRow("Click distance", self.click_distance)
+        options.addRow("Margin", self.margin)
+        self.options_section = collapsible("Options", options)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         layout.addLayout(form)
+        layout.addWidget(self.options_section)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         layout.addStretch(1)
@@ -184,19 +189,20 @@ class RefineWidget(QWidget):
         self._results = {}
         self._snapshot = _PlaneSnapshot(labels)
         self._labels_layer = labels_layer
-        options = {
-            "min_size": self.min_size.value(),
-            "extra_clicks": self.extra_clicks.value(),
-            "click_distance": self.click_distance.value(),
-            "margin": self.margin.value(),
-        }
+        options = RefineOptions.of(
+            DEFAULTS,
+            min_size=self.min_size.value(),
+            extra_clicks=self.extra_clicks.value(),
+            click_distance=self.click_distance.value(),
+            margin=self.margin.value(),
+        )
         snapshot, abort = self._snapshot, self._abort
 
         @thread_worker
         def work():
             predictor = self._get_predictor()
             try:
-                yield from iter_refine(image, snapshot, predictor, cancel=abort.is_set, **options)
+                yield from iter_refine(image, snapshot, predictor, options, cancel=abort.is_set)
             except RefineCancelled:
                 return "cancelled"
             return "done"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 # command name -> module implementing add_parser/run
@@ -18,6 +19,31 @@ COMMANDS = {
     "train": "napari_fcfi.training.cli",
     "refine": "napari_fcfi.stack.cli",
 }
+
+
+_ROLE = re.compile(r":(?:mod|func|class|meth|data|attr):`~?([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def plain(text: str | None) -> str | None:
+    """reStructuredText markup of a docstring as plain terminal text: ``x`` -> x,
+    :func:`~a.b` -> b, :mod:`a.b` -> a.b."""
+    if not text:
+        return text
+
+    def role(m: re.Match) -> str:
+        name = m.group(1)
+        return name.rsplit(".", 1)[-1] if m.group(0).split("`")[1].startswith("~") else name
+
+    return _LITERAL.sub(r"\1", _ROLE.sub(role, text))
+
+
+def _plain_help(parser: argparse.ArgumentParser) -> None:
+    parser.description = plain(parser.description)
+    parser.epilog = plain(parser.epilog)
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain(action.help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for modname in COMMANDS.values():
         mod = importlib.import_module(modname)
         p = mod.add_parser(sub)
+        _plain_help(p)
         p.set_defaults(_run=mod.run)
     return parser
 

@@ -1,4 +1,4 @@
-"""The "Clicks" and "Stack" groups of the interactive widget."""
+"""The "Clicks", "Stack" and "Save" groups of the interactive widget."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -59,3 +60,56 @@ def stack_box(owner) -> QGroupBox:
     row.addWidget(owner.cancel_button)
     form.addRow(row)
     return stack_box
+
+
+def scrolling_layout(owner) -> QVBoxLayout:
+    """A vertical layout for ``owner``'s controls inside a frameless scroll area, so that
+    the dock never forces the window taller than the screen (it scrolls instead)."""
+    from qtpy.QtWidgets import QFrame, QScrollArea, QWidget
+
+    outer = QVBoxLayout(owner)
+    outer.setContentsMargins(0, 0, 0, 0)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.NoFrame)
+    inner = QWidget()
+    scroll.setWidget(inner)
+    outer.addWidget(scroll)
+    return QVBoxLayout(inner)
+
+
+def collapsible(title: str, layout, expanded: bool = False):
+    """A section titled ``title`` holding ``layout`` that the user can fold away
+    (superqt's QCollapsible, which napari itself uses)."""
+    from qtpy.QtWidgets import QWidget
+    from superqt import QCollapsible
+
+    section = QCollapsible(title)
+    inner = QWidget()
+    inner.setLayout(layout)
+    section.addWidget(inner)
+    if expanded:
+        section.expand(animate=False)
+    else:
+        section.collapse(animate=False)
+    return section
+
+
+def save_box(owner) -> QGroupBox:
+    """The labels file and its autosave: ``owner.output_edit`` (the path),
+    ``owner.autosave_check`` and a Browse button that calls ``owner.browse_output``."""
+    box = QGroupBox("Save")
+    form = QFormLayout(box)
+    owner.output_edit = QLineEdit()
+    owner.output_edit.setPlaceholderText("labels file (.tif)")
+    owner.output_edit.setToolTip("the labels layer is saved here (atomically: never half-written)")
+    browse = QPushButton("Browse…")
+    browse.clicked.connect(owner.browse_output)
+    row = QHBoxLayout()
+    row.addWidget(owner.output_edit, 1)
+    row.addWidget(browse)
+    form.addRow("File", row)
+    owner.autosave_check = QCheckBox("Save each time an object is finished")
+    owner.autosave_check.setChecked(True)
+    form.addRow(owner.autosave_check)
+    return box

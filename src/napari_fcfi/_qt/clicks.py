@@ -136,17 +136,38 @@ class ClickInput:
 
     def on_viewer_drag(self, viewer, event):
         """Click mode with another layer selected in pan/zoom mode (the labels after a hand
-        edit, the image): a click still adds a point. Layers in a painting or other tool
-        mode, and a 3-D view, keep the mouse to themselves."""
+        edit, the image): a click still adds a point. A layer in a painting or other tool
+        mode, and a 3-D view, keep the mouse to themselves; a single click (no drag) there
+        is then explained, so that no click is dropped without a word."""
         if not self._enabled() or self.image_layer is None or viewer.dims.ndisplay != 2:
             return
         active = viewer.layers.selection.active
-        if active is not None and (
-            self.owns(getattr(active, "__wrapped__", active))
-            or getattr(active, "mode", "pan_zoom") != "pan_zoom"
-        ):
+        if active is not None and self.owns(getattr(active, "__wrapped__", active)):
+            return
+        mode = str(getattr(active, "mode", "pan_zoom"))
+        if mode != "pan_zoom":
+            if event.button not in (1, 2):
+                return
+            if (yield from self._is_click(event)):
+                self._on_error(
+                    f"that click went to the layer '{active.name}' ({mode} mode), not to "
+                    "FCFI: switch that layer to pan/zoom (the hand tool in its layer "
+                    "controls) or select the image to click objects"
+                )
             return
         yield from self._gesture(self.ensure(), event)
+
+    @staticmethod
+    def _is_click(event):
+        """Follow a mouse gesture to its release; True when it did not drag."""
+        start = np.asarray(event.pos, dtype=float)
+        yield
+        moved = False
+        while event.type == "mouse_move":
+            if np.hypot(*(np.asarray(event.pos, dtype=float) - start)) > 4:
+                moved = True
+            yield
+        return not moved
 
     def _gesture(self, layer, event):
         if event.button not in (1, 2):
@@ -160,14 +181,7 @@ class ClickInput:
                 "FCFI segments Y/X planes: transpose/roll the axes back so that Y, X are shown"
             )
             return
-        start = np.asarray(event.pos, dtype=float)
-        yield
-        moved = False
-        while event.type == "mouse_move":
-            if np.hypot(*(np.asarray(event.pos, dtype=float) - start)) > 4:
-                moved = True
-            yield
-        if moved:
+        if not (yield from self._is_click(event)):
             return
         default = bool(layer.feature_defaults["positive"].iloc[0])
         negative = event.button == 2 or "Control" in event.modifiers

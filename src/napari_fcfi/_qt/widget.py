@@ -27,11 +27,12 @@ from ..annotation.editor import AnnotationEditor
 from ..annotation.events import ClicksChanged, Error, Idle, ObjectChanged, Progress, Status
 from ..annotation.planes import SliceKey
 from ..annotation.predictors import PredictorCache, resolve_device
-from .boxes import clicks_box, stack_box
+from .boxes import clicks_box, collapsible, save_box, scrolling_layout, stack_box
 from .clicks import ClickInput
 from .geometry import current_slice, locate, to_image_coords
 from .jobs import SerialJobQueue, process_events_while
 from .layer_choice import LayerChoice
+from .saving import LabelsOutput
 from .settings_panel import SettingsPanel
 from .shortcuts import bind_shortcuts, help_text
 from .status import StatusView
@@ -94,13 +95,14 @@ class FCFIWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self.viewer.mouse_drag_callbacks.append(self.input.on_viewer_drag)
         self.layer_choice.refresh()
+        self._update_stack_group()
         self._update_device_hint()
         self.click_mode_check.setChecked(True)
         self._update_status()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self, model) -> None:
-        layout = QVBoxLayout(self)
+        layout = scrolling_layout(self)
         form = QFormLayout()
         self.layer_choice = LayerChoice(
             self.viewer, form, self._detach, self._on_image, bind_keys=self._bind_keys
@@ -109,8 +111,11 @@ class FCFIWidget(QWidget):
             self.layer_choice.image_combo,
             self.layer_choice.labels_combo,
         )
+        # the model and inference settings fold away: the defaults suit most images
+        settings_form = QFormLayout()
+        self.settings_section = collapsible("Settings", settings_form)
         self.panel = SettingsPanel(
-            form,
+            settings_form,
             self,
             injected=model,
             on_predictor_change=self._on_predictor_setting,
@@ -131,12 +136,16 @@ class FCFIWidget(QWidget):
             setattr(self, name, getattr(self.panel, name))
         self.overwrite_check.toggled.connect(self._on_overwrite)
         layout.addLayout(form)
+        layout.addWidget(self.settings_section)
         layout.addWidget(self.cpu_hint)
 
         layout.addWidget(clicks_box(self))
         self.click_mode_check.toggled.connect(self._on_click_mode)
         self._update_polarity_label()
-        layout.addWidget(stack_box(self))
+        self.stack_group = stack_box(self)  # shown for stacks only
+        layout.addWidget(self.stack_group)
+        layout.addWidget(save_box(self))
+        self.output = LabelsOutput(self, self.output_edit, self._show_error)
         self.busy_bar = QProgressBar()  # a click or other work in flight
         self.busy_bar.setRange(0, 0)
         self.busy_bar.setMaximumHeight(6)
@@ -148,7 +157,10 @@ class FCFIWidget(QWidget):
         help_label = QLabel(help_text())
         help_label.setStyleSheet("color: gray;")
         help_label.setWordWrap(True)
-        layout.addWidget(help_label)
+        help_layout = QVBoxLayout()
+        help_layout.addWidget(help_label)
+        self.help_section = collapsible("Help", help_layout)
+        layout.addWidget(self.help_section)
         layout.addStretch(1)
 
     def _bind_keys(self, target) -> None:
@@ -164,11 +176,23 @@ class FCFIWidget(QWidget):
 
     def _on_image(self, layer) -> None:
         self.input.image_layer = layer
+        self._update_stack_group()
         # the clicks layer lives on the old image's grid: a new one is made for the new one
         self.input.remove()
         if layer is not None and self.click_mode_check.isChecked():
             # after the layer event that chose the image has been handled
             QTimer.singleShot(0, self._activate_clicks)
+
+    def _update_stack_group(self) -> None:
+        """The Stack controls are shown for stacks only."""
+        if not hasattr(self, "stack_group"):
+            return  # still building the UI
+        layer = self.input.image_layer
+        try:
+            is_stack = layer is not None and len(_layers.spatial_shape(layer)) >= 3
+        except ValueError:
+            is_stack = False
+        self.stack_group.setVisible(is_stack)
 
     def _on_layer_removed(self, event) -> None:
         layer = _layers.unwrap(event.value)
@@ -184,7 +208,7 @@ class FCFIWidget(QWidget):
         image, labels = self.layer_choice.ensure()
         self.input.ensure()
         if self._attached != (image, labels):
-            read = _layers.slice_reader(_layers.image_data(image))
+            read = _layers.plane_reader(image)
             self.editor.attach(NapariLabelStore(labels), read, _layers.spatial_shape(image))
             self._attached = (image, labels)
         return image, labels
@@ -353,6 +377,8 @@ class FCFIWidget(QWidget):
                 labels.selected_label = (
                     event.next_id if event.object_id is None else event.object_id
                 )
+            if event.object_id is None and self.autosave_check.isChecked():
+                self.save_labels(quiet=True)
         elif isinstance(event, Progress):
             self.progress.setVisible(event.running)
             self.cancel_button.setVisible(event.running)
@@ -373,6 +399,20 @@ class FCFIWidget(QWidget):
     def last_error(self) -> str | None:
         """The last error shown (``None`` after a click that went through)."""
         return self.status.last_error
+
+    # --------------------------------------------------------------- saving
+    def set_output(self, path) -> None:
+        """Save the labels to ``path`` (.tif) from now on (each finished object, when
+        autosave is on, and on :meth:`save_labels`)."""
+        self.output.set_path(path)
+
+    def browse_output(self) -> None:
+        self.output.browse()
+
+    def save_labels(self, quiet: bool = False) -> bool:
+        """Write the labels layer to the output file atomically; returns whether it did.
+        With ``quiet``, having no output file is not an error."""
+        return self.output.save(self.layer_choice.labels, quiet)
 
     def _show_error(self, message: str) -> None:
         self.status.show_error(message)

@@ -14,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ..cores import ThreadPolicy
+from ..devices import DEVICES, pick_device
+
 #: ``PredictorSettings.source`` for the model handed to the cache (e.g. a test network)
 INJECTED = "injected"
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -43,23 +45,11 @@ class PredictorSettings:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> cuda, mps or cpu (whichever is available); others are checked and
-    ``ValueError`` says why one cannot be used."""
-    import torch
-
-    if device == "auto":
-        from ..model.io import default_device
-
-        return default_device().type
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was chosen but torch sees no CUDA GPU; pick 'auto' or 'cpu'")
-    if device == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError("MPS was chosen but it is not available; pick 'auto' or 'cpu'")
+    """The device type that ``device`` (one of :data:`DEVICES`) gives here: ``auto`` ->
+    cuda, mps or cpu; others are checked and ``ValueError`` says why one cannot be used."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; pick one of {DEVICES}")
-    return device
+    return pick_device(device).type
 
 
 class PredictorCache:
@@ -75,6 +65,9 @@ class PredictorCache:
     load_model
         ``load_model(source, device=...)`` for the built-in model and checkpoint files;
         default :func:`napari_fcfi.model.io.load_model`.
+    threads
+        torch CPU threads for the network calls: ``None`` (default) follows the free cores
+        at every click (:class:`~napari_fcfi.cores.ThreadPolicy`), a number fixes them.
     """
 
     def __init__(
@@ -82,7 +75,9 @@ class PredictorCache:
         model=None,
         predictor_factory: Callable | None = None,
         load_model: Callable | None = None,
+        threads: int | None = None,
     ):
+        self.threads = ThreadPolicy(threads)
         self._injected = model
         self._factory = predictor_factory
         self._load_model = load_model
@@ -109,8 +104,11 @@ class PredictorCache:
         """The predictor for ``settings`` with ``threshold``; loads the model when needed.
 
         Raises ``ValueError`` for a missing checkpoint or a device that cannot be used.
+        Called where the network work runs, before it: it also sets torch's CPU threads.
         """
         device = resolve_device(settings.device)
+        if device == "cpu":
+            self.threads.apply()
         source = settings.source
         if source == "":
             raise ValueError("choose a checkpoint file with 'Browse…' first")

@@ -167,8 +167,8 @@ def run(args) -> int:
 
     predictor, model_name = None, None
     if args.method.startswith("fcfi"):
-        from .. import load_model
-        from ..inference import Predictor
+        from ..inference.predictor import Predictor
+        from ..model.io import load_model
 
         model_name = args.model or "built-in"
         try:

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from ..masks import squared_boundary_distance
 
 IGNORE = -1
 
@@ -36,24 +37,6 @@ def split_gt(gt) -> tuple[np.ndarray, np.ndarray]:
     return gt == 1, gt != IGNORE
 
 
-def _squared_edt(mask: np.ndarray) -> np.ndarray:
-    """Exact squared Euclidean distance to the nearest False pixel, outside counted False.
-
-    Only the bbox of the True pixels is transformed (everything around it is False, so
-    the values are the same as for the 1-px-padded whole mask, only cheaper)."""
-    out = np.zeros(mask.shape, np.int64)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return out
-    cols = np.flatnonzero(mask.any(axis=0))
-    sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-    padded = np.pad(mask[sl], 1, mode="constant", constant_values=False)
-    dist = ndi.distance_transform_edt(padded)[1:-1, 1:-1]
-    # squared distances are integers: round them so that ties and maxima are exact
-    out[sl] = np.rint(dist * dist).astype(np.int64)
-    return out
-
-
 def next_click(gt, pred, clicks: Sequence = ()) -> tuple[int, int, bool]:
     """The official robot user's next click ``(y, x, is_positive)``.
 
@@ -66,8 +49,8 @@ def next_click(gt, pred, clicks: Sequence = ()) -> tuple[int, int, bool]:
     if pred.shape != obj.shape:
         raise ValueError(f"pred shape {pred.shape} does not match gt shape {obj.shape}")
     pred = pred.astype(bool, copy=False)
-    fn = _squared_edt(obj & ~pred & valid)
-    fp = _squared_edt(~obj & pred & valid)
+    fn = squared_boundary_distance(obj & ~pred & valid)
+    fp = squared_boundary_distance(~obj & pred & valid)
     for c in clicks:
         y, x = int(c[0]), int(c[1])
         if 0 <= y < obj.shape[0] and 0 <= x < obj.shape[1]:

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from ..masks import iou as mask_iou
 from .clicker import next_click, split_gt
 
 THRESHOLD = 0.49
@@ -26,10 +27,7 @@ def iou(gt, pred) -> float:
     """IoU of ``pred`` with the object of ``gt`` (ignore pixels excluded); 1 when both are
     empty."""
     obj, valid = split_gt(gt)
-    pred = np.asarray(pred, bool)
-    inter = np.count_nonzero(obj & pred & valid)
-    union = np.count_nonzero((obj | pred) & valid)
-    return inter / union if union else 1.0
+    return mask_iou(obj, pred, valid)
 
 
 class FcfiMethod:

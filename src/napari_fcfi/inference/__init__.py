@@ -3,8 +3,9 @@ feedback) and :class:`InteractiveSession` (one object, exact undo/redo)."""
 
 from __future__ import annotations
 
+from ..devices import pick_device
 from .maps import RoiMap
-from .predictor import Prediction, Predictor, PreparedImage, ZoomState, pick_device
+from .predictor import Prediction, Predictor, PreparedImage, ZoomState
 from .session import InteractiveSession
 
 __all__ = [

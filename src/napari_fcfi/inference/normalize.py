@@ -104,6 +104,40 @@ def intensity_range(image, policy="auto") -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def sample_intensity_range(
+    array, policy="auto", rgb: bool = False, max_planes: int = 8, tile: int = 256
+) -> tuple[float, float]:
+    """:func:`intensity_range` of a whole image or stack, from a bounded sample.
+
+    ``array`` is anything that slices like an array (numpy, dask, zarr): (..., H, W), or
+    (..., H, W, C) with ``rgb``. At most ``max_planes`` evenly spaced planes are read, and
+    of each plane larger than 4 x 4 tiles only a 4 x 4 grid of ``tile`` x ``tile`` windows,
+    so the cost is bounded whatever the image size and nothing else is loaded."""
+    shape = tuple(int(n) for n in array.shape)
+    plane_ndim = 3 if rgb else 2
+    if len(shape) < plane_ndim:
+        raise ValueError(f"image of shape {shape} has fewer than {plane_ndim} axes")
+    lead = shape[: len(shape) - plane_ndim]
+    h, w = shape[len(lead)], shape[len(lead) + 1]
+    planes = [()]
+    for n in lead:
+        idx = np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int))
+        planes = [p + (int(i),) for p in planes for i in idx][: max(max_planes, 1)]
+    if h <= 4 * tile and w <= 4 * tile:
+        windows = [(slice(None), slice(None))]
+    else:
+        ys = np.linspace(0, max(h - tile, 0), 4).round().astype(int)
+        xs = np.linspace(0, max(w - tile, 0), 4).round().astype(int)
+        windows = [(slice(y, y + tile), slice(x, x + tile)) for y in ys for x in xs]
+    parts = []
+    for p in planes:
+        for win in windows:
+            part = np.asarray(array[p + win])
+            parts.append(part.reshape(-1, part.shape[-1]) if rgb else part.reshape(-1, 1))
+    sample = np.concatenate(parts, axis=0)
+    return intensity_range(sample.reshape(1, -1) if not rgb else sample[None], policy)
+
+
 def to_model_rgb(image, policy="auto", intensity=None) -> np.ndarray:
     """Convert ``image`` to float32 (H, W, 3) in [0, 1] with ``policy``.
 

@@ -65,7 +65,7 @@ from __future__ import annotations
 import math
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -73,9 +73,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..devices import pick_device
 from ..model.clicks import points_array
+from .lazy import PlaneView
 from .maps import Box, RoiMap, bbox, bbox_iou, clamp_bbox, expand_bbox, union_bbox
-from .normalize import POLICIES, intensity_range, to_model_rgb, validate_image
+from .normalize import (
+    POLICIES,
+    intensity_range,
+    sample_intensity_range,
+    to_model_rgb,
+    validate_image,
+)
 
 # ZoomIn settings the official evaluation leaves at their defaults
 SKIP_CLICKS = 1
@@ -123,10 +131,13 @@ class View:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Everything one click produced (``Predictor.last_prediction``)."""
+    """Everything one click produced (``Predictor.last_prediction``).
+
+    ``feedback_ffcm`` is pasted back at the view's resolution only when it is read (nothing
+    in the click loop needs it; on a large view it would be as big as the probability)."""
 
     prob: RoiMap
-    feedback_ffcm: RoiMap | None
+    ffcm_paste: Callable[[], RoiMap | None]
     feedback_cffm: RoiMap | None
     view: View
     roi_recomputed: bool
@@ -134,6 +145,10 @@ class Prediction:
     new_points: np.ndarray  # (2 or 1, 1, 3) int64
     points_dtype: torch.dtype
     gate: float
+
+    @property
+    def feedback_ffcm(self) -> RoiMap | None:
+        return self.ffcm_paste()
 
     @property
     def roi(self) -> Box | None:
@@ -147,20 +162,50 @@ class Prediction:
 
 class PreparedImage:
     """An image validated once, with its normalisation range cached; crops are normalised
-    on demand, so a click costs the crop, not the image."""
+    on demand, so a click costs the crop, not the image.
 
-    def __init__(self, image, normalize="auto"):
+    ``intensity`` fixes the (low, high) range that maps to (0, 1) instead of computing it
+    from this image: the slices of a stack share the range of the whole stack, so that a
+    dim end slice stays dim (see :func:`~napari_fcfi.inference.normalize.intensity_range`).
+    """
+
+    def __init__(self, image, normalize="auto", intensity=None):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
+        if isinstance(image, PlaneView):
+            self._init_lazy(image, normalize, intensity)
+            return
         arr = validate_image(image)
         if normalize is None:
             to_model_rgb(arr[:1, :1], None)  # checks the pass-through contract
             self.intensity = None
+        elif intensity is not None:
+            lo, hi = (float(v) for v in intensity)
+            if not (np.isfinite(lo) and np.isfinite(hi)):
+                raise ValueError(f"intensity range must be finite, got {intensity!r}")
+            self.intensity = (lo, hi)
         else:
             self.intensity = intensity_range(arr, normalize)
         self.raw = arr
         self.normalize = normalize
         self.shape = (int(arr.shape[0]), int(arr.shape[1]))
+
+    def _init_lazy(self, view: PlaneView, normalize, intensity) -> None:
+        """A plane read on demand: only its shape and dtype are checked here; every crop
+        is validated (NaN included) when it is read, and the intensity range comes from a
+        bounded sample when it is not given."""
+        if normalize is None:
+            raise ValueError("normalize=None needs an in-memory float RGB image, not a view")
+        validate_image(view[:1, :1])  # dtype, channels
+        if intensity is None:
+            intensity = sample_intensity_range(view, normalize, rgb=view.ndim == 3)
+        lo, hi = (float(v) for v in intensity)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"intensity range must be finite, got {intensity!r}")
+        self.intensity = (lo, hi)
+        self.raw = view
+        self.normalize = normalize
+        self.shape = (int(view.shape[0]), int(view.shape[1]))
 
     def crop(self, box: Box) -> np.ndarray:
         """Model RGB float32 (h, w, 3) of the inclusive box."""
@@ -171,17 +216,11 @@ class PreparedImage:
     def grid(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Model RGB float32 (len(rows), len(cols), 3) of the pixels at ``rows`` x ``cols``
         (image coordinates), normalised exactly as :meth:`crop` normalises them."""
-        part = self.raw[np.ix_(rows, cols)]
+        if isinstance(self.raw, PlaneView):
+            part = self.raw.take(rows, cols)
+        else:
+            part = self.raw[np.ix_(rows, cols)]
         return to_model_rgb(part, self.normalize, intensity=self.intensity)
-
-
-def pick_device(device=None) -> torch.device:
-    """``device`` as given, else CUDA, then Apple MPS, then CPU."""
-    if device is not None:
-        return torch.device(device)
-    from ..model.io import default_device
-
-    return default_device()
 
 
 def _as_click_list(clicks, shape) -> list[tuple[int, int, bool]]:
@@ -759,20 +798,18 @@ class Predictor:
             newp_np = newp.cpu().numpy()
             nb = 2 if use_flip else 1
             for i, job in enumerate(jobs):
-                r0, r1, c0, c1 = job.view.box
-                pasted = {}
-                for key, m in merged.items():
-                    mi = m[i : i + 1]
-                    if job.view.resized or job.view.zoomed:
-                        mi = F.interpolate(
-                            mi, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=True
-                        )
-                    pasted[key] = RoiMap(job.full_shape, r0, c0, mi[0, 0].cpu().numpy())
+                pasted = {
+                    key: _paste(m[i : i + 1], job)
+                    for key, m in merged.items()
+                    if key != "feedback_ffcm"
+                }
+                ffcm = merged.get("feedback_ffcm")
+                ffcm_paste = _lazy_paste(None if ffcm is None else ffcm[i : i + 1].cpu(), job)
                 sel = [i + k * b for k in range(nb)]
                 results.append(
                     Prediction(
                         prob=pasted["instances"],
-                        feedback_ffcm=pasted.get("feedback_ffcm"),
+                        ffcm_paste=ffcm_paste,
                         feedback_cffm=pasted.get("feedback_cffm"),
                         view=job.view,
                         roi_recomputed=recomputed[i],
@@ -783,6 +820,26 @@ class Predictor:
                     )
                 )
         return results
+
+
+def _paste(m: torch.Tensor, job) -> RoiMap:
+    """A (1, 1, h, w) network-resolution map pasted back into the job's view box."""
+    r0, r1, c0, c1 = job.view.box
+    if job.view.resized or job.view.zoomed:
+        m = F.interpolate(m, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=True)
+    return RoiMap(job.full_shape, r0, c0, m[0, 0].cpu().numpy())
+
+
+def _lazy_paste(m: torch.Tensor | None, job) -> Callable[[], RoiMap | None]:
+    """:func:`_paste` run on first call (and remembered)."""
+    done: list = []
+
+    def get() -> RoiMap | None:
+        if not done:
+            done.append(None if m is None else _paste(m, job))
+        return done[0]
+
+    return get
 
 
 def _padded_points(clicks, n: int) -> np.ndarray:

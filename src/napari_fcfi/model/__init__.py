@@ -1,6 +1,6 @@
 """FCFI networks: backbones, FFCM, CFFM, checkpoint I/O.
 
-Forward contract shared by every network (and by :class:`~napari_fcfi.model.stub.StubNet`)::
+Forward contract shared by every network (and by the analytic test network)::
 
     model(image, prev_mask, points, new_points, gate) -> dict
 
@@ -16,8 +16,7 @@ and ``feedback_cffm`` (probabilities), all (B, 1, H, W) at input resolution.
 
 Modules: :mod:`.hrnet_model` (HRNet-W18+OCR, official ``h18s``), :mod:`.deeplab`
 (DeepLabV3+/ResNet, official ``r101``), :mod:`.lite` (FCFI-Lite), :mod:`.ffcm` and
-:mod:`.cffm` (the two FCFI modules), :mod:`.io` (checkpoints), :mod:`.w1` (the conformance
-weights).
+:mod:`.cffm` (the two FCFI modules), :mod:`.io` (checkpoints).
 
 Models may carry ``inference_defaults`` (a dict of Predictor keyword arguments such as
 zoom-in settings) that :class:`~napari_fcfi.inference.Predictor` uses unless told otherwise.

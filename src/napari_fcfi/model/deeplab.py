@@ -2,7 +2,7 @@
 
 The constructor takes the parameters stored in an official checkpoint's ``config["params"]``
 (``isegm.model.is_deeplab_model.DeeplabModel``); options that FCFI's released models do not
-use are refused with a ``ValueError`` (see :func:`~napari_fcfi.model.hrnet_model.check_common_params`).
+use are refused with a ``ValueError`` (see :func:`~napari_fcfi.model.base.check_common_params`).
 
 Data flow (``forward``; h, w = H/4, W/4)::
 
@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones.deeplab import DeepLabV3Plus, SepConvHead
+from .base import IMAGENET_MEAN_STD, FCFIInputMixin, check_common_params, nhwc
 from .cffm import CollaborativeFusionModule
 from .ffcm import FocusedCorrectionModule
-from .hrnet_model import IMAGENET_MEAN_STD, FCFIInputMixin, check_common_params
 from .layers import make_maps_transform
 
 __all__ = ["DeeplabModel", "FCFIDeepLabV3Plus"]
@@ -178,15 +178,9 @@ class DeeplabModel(FCFIInputMixin, nn.Module):
         adds the stride-4 maps ``lowres_instances``, ``lowres_feedback1`` and
         ``lowres_feedback2`` (debug aid, compared with the conformance vectors).
         """
-        self._check_inputs(image, prev_mask, points)
+        x, prev_mask, disks = self.prepare_inputs(image, prev_mask, points)
         h, w = image.shape[-2:]
-        x = self.normalize(image)
-        prev_mask = prev_mask.to(x.dtype)
-        disks = self.click_maps(torch.as_tensor(points, device=x.device), h, w, x.dtype)
-        if x.device.type in ("cpu", "cuda"):
-            # NHWC activations: about 1.4x faster convolutions on CPU (oneDNN)
-            x = x.contiguous(memory_format=torch.channels_last)
-            disks = disks.contiguous(memory_format=torch.channels_last)
+        x, disks = nhwc(x, disks)  # about 1.4x faster convolutions on CPU (oneDNN)
         feats, fb1, fb2 = self.feature_extractor(
             x, self.maps_transform(disks), disks, prev_mask, new_points, gate, is_training
         )

@@ -30,6 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..devices import pick_device
+
 __all__ = [
     "CheckpointError",
     "DEFAULT_MODEL",
@@ -37,7 +39,6 @@ __all__ = [
     "WEIGHTS_DIR",
     "available_models",
     "build_model",
-    "default_device",
     "load_checkpoint",
     "load_model",
     "load_state_dict_strict",
@@ -300,16 +301,6 @@ def _load_ours(path: Path) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------- public API
-def default_device() -> torch.device:
-    """CUDA if available, then Apple MPS, then the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def available_models() -> list[str]:
     """Names of the built-in models (``napari_fcfi/weights/<name>.safetensors``)."""
     if not WEIGHTS_DIR.is_dir():
@@ -347,7 +338,7 @@ def load_model(source=None, device=None) -> nn.Module:
     state, config = load_checkpoint(path)
     model = build_model(config)
     load_state_dict_strict(model, state)
-    dev = default_device() if device is None else torch.device(device)
+    dev = pick_device(device)
     model = model.to(dev).eval()
     if dev.type in ("cpu", "cuda"):
         # NHWC weights match the NHWC activations the models use (no per-call reorders)

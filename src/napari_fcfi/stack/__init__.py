@@ -8,10 +8,21 @@ Imported lazily so that ``napari-fcfi --help`` stays instant::
 
 from __future__ import annotations
 
-__all__ = ["ObjectReport", "RefineCancelled", "iter_refine", "refine_labels", "refine_slice"]
+__all__ = [
+    "ObjectReport",
+    "RefineCancelled",
+    "RefineOptions",
+    "iter_refine",
+    "refine_labels",
+    "refine_slice",
+]
 
 
 def __getattr__(name: str):
+    if name == "RefineOptions":
+        from .options import RefineOptions
+
+        return RefineOptions
     if name in __all__:
         from . import refine
 

@@ -32,9 +32,11 @@ import math
 import os
 import sys
 
-# the defaults of refine_labels (kept literal here so that --help stays instant; a test
-# checks that they match)
-DEFAULTS = {"min_size": 25, "extra_clicks": 1, "margin": 0.35}
+from .options import OPTION_RANGES, RefineOptions, check_option
+
+# the defaults of refine_labels (the options module imports nothing heavy: --help stays
+# instant)
+DEFAULTS = RefineOptions().as_dict()
 DEFAULT_TIMEOUT = 30.0
 
 DESCRIPTION = (
@@ -220,9 +222,7 @@ def run(args) -> int:
 
 
 def _check_flags(**options) -> None:
-    """:func:`~napari_fcfi.stack.refine.check_option`, with the message naming the flag."""
-    from .refine import OPTION_RANGES, check_option
-
+    """:func:`~napari_fcfi.stack.options.check_option`, with the message naming the flag."""
     for name, value in options.items():
         try:
             check_option(name, value)
@@ -262,8 +262,8 @@ def prepare(
 
     import numpy as np
 
+    from ..cores import allowed_cores
     from . import fingerprint, io, store, worker
-    from .cores import allowed_cores
     from .refine import (
         REFINE_PREDICTOR,
         check_labels_dtype,
@@ -311,11 +311,9 @@ def prepare(
         threads=min(4, allowed_cores()),
         progress=progress,
     )
-    options = {
-        "min_size": int(min_size),
-        "extra_clicks": int(extra_clicks),
-        "margin": float(margin),
-    }
+    options = RefineOptions(
+        min_size=int(min_size), extra_clicks=int(extra_clicks), margin=float(margin)
+    ).as_dict()
     dtype = np.dtype(lab.dtype).newbyteorder("=")
     fp = {
         "format": store.FORMAT,
@@ -325,7 +323,7 @@ def prepare(
         "labels": labels_fp,
         "model": model_fp,
         # every option that defines the result, the defaults included
-        "options": {**_function_defaults(), **options, "predictor": dict(REFINE_PREDICTOR)},
+        "options": {**options, "predictor": dict(REFINE_PREDICTOR)},
     }
     store.check_resumable(work, fp, overwrite)
     return {
@@ -343,19 +341,9 @@ def prepare(
     }
 
 
-def _function_defaults() -> dict:
-    """The other options of refine_slice, at the values a CLI run uses."""
-    import inspect
-
-    from .refine import OPTION_RANGES, refine_slice
-
-    sig = inspect.signature(refine_slice).parameters
-    return {name: sig[name].default for name in OPTION_RANGES}
-
-
 def make_runner(*, workers=None, threads=None, scheduler=None, timeout=DEFAULT_TIMEOUT):
     """Where the slice tasks run; reaches the scheduler (ValueError) and writes nothing."""
-    from .cores import default_threads, default_workers
+    from ..cores import default_threads, default_workers
 
     if scheduler == "synchronous":
         from .worker import InProcessRunner

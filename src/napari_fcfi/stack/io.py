@@ -42,6 +42,31 @@ def _pick_array(node, path):
     )
 
 
+def open_levels(path) -> list:
+    """The resolution levels of a zarr image, full resolution first, opened lazily.
+
+    An OME-Zarr multiscale group gives its datasets in the order of its ``multiscales``
+    metadata (OME-NGFF 0.4, or 0.5 under ``ome``); any other zarr array or group gives the
+    one array :func:`open_array` picks. ``ValueError`` for anything unreadable."""
+    import zarr
+
+    path = str(path)
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as exc:
+        raise ValueError(f"cannot read {path}: {_reason(exc)}") from None
+    if isinstance(node, zarr.Group):
+        attrs = dict(node.attrs)
+        multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        if multiscales:
+            arrays = dict(node.arrays())
+            paths = [d["path"] for d in multiscales[0].get("datasets", [])]
+            levels = [arrays[p] for p in paths if p in arrays]
+            if levels:
+                return levels
+    return [open_array(path)]
+
+
 def _reason(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return text or type(exc).__name__

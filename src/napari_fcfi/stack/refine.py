@@ -49,18 +49,19 @@ The public entry points are :func:`refine_labels` (whole arrays, numpy or dask),
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..masks import deepest_point, interior_point, iou
+from .options import RefineOptions
+
 __all__ = [
     "ObjectReport",
     "RefineCancelled",
     "REFINE_PREDICTOR",
-    "check_option",
     "check_out_dtype",
     "default_predictor",
     "iter_refine",
@@ -147,48 +148,6 @@ def check_labels_dtype(dtype) -> None:
         raise ValueError(f"labels must be an integer array of object ids, got dtype {dtype}")
 
 
-#: valid range of each numeric option of :func:`refine_slice`: (low, high, integer?)
-OPTION_RANGES = {
-    "min_size": (0, math.inf, True),
-    "extra_clicks": (0, math.inf, True),
-    "click_distance": (0.0, math.inf, False),
-    "min_iou": (0.0, 1.0, False),
-    "margin": (0.0, 1.0, False),
-    "batch_size": (1, math.inf, True),
-}
-
-
-def check_option(name: str, value) -> None:
-    """ValueError unless ``value`` is a valid ``name`` option of :func:`refine_slice`.
-
-    NaN, infinities and values out of range are refused: a NaN ``margin``, for example,
-    would make every comparison false and every object "failed".
-    """
-    low, high, integer = OPTION_RANGES[name]
-    kind = "an integer" if integer else "a number"
-    span = f">= {low}" if high == math.inf else f"from {low} to {high}"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    ok = (
-        not isinstance(value, bool)
-        and math.isfinite(number)
-        and low <= number <= high
-        and (not integer or number == int(number))
-    )
-    if not ok:
-        raise ValueError(f"{name} must be {kind} {span}, got {value!r}")
-
-
-def check_options(**options) -> None:
-    """:func:`check_option` for each keyword (``TypeError`` for an unknown one)."""
-    for name, value in options.items():
-        if name not in OPTION_RANGES:
-            raise TypeError(f"unknown refinement option {name!r}")
-        check_option(name, value)
-
-
 def _id_range(labels) -> tuple[int, int]:
     """Smallest and largest id of a label array, read slice by slice if not in memory."""
     if isinstance(labels, np.ndarray):
@@ -253,25 +212,13 @@ def slice_indices(labels_shape: tuple[int, ...], slices=None) -> list[tuple[int,
 # ------------------------------------------------------------------------ per-object work
 
 
-def interior_point(mask: np.ndarray) -> tuple[int, int]:
-    """The pixel of ``mask`` farthest from its boundary (array edges count as boundary)."""
-    dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    return int(y), int(x)
-
-
 def _disagreement_click(old: np.ndarray, new: np.ndarray, min_depth: float):
     """The extra-click rule (module docstring): ``(y, x, positive)`` or None."""
     best = None
     for region, positive in ((old & ~new, True), (new & ~old, False)):
-        if not region.any():
-            continue
-        dist = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-        idx = int(np.argmax(dist))
-        depth = float(dist.flat[idx])
-        if depth >= min_depth and (best is None or depth > best[0]):
-            y, x = np.unravel_index(idx, dist.shape)
-            best = (depth, int(y), int(x), positive)
+        found = deepest_point(region)
+        if found is not None and found[0] >= min_depth and (best is None or found[0] > best[0]):
+            best = (*found, positive)
     return None if best is None else best[1:]
 
 
@@ -312,26 +259,20 @@ def _supported(binary: np.ndarray, old: np.ndarray, clicks, offset) -> np.ndarra
     return keep[lab]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b) / union) if union else 1.0
-
-
 def refine_slice(
     image,
     labels,
     predictor,
+    options: RefineOptions | None = None,
     *,
-    min_size: int = 25,
-    extra_clicks: int = 1,
-    click_distance: float = 5.0,
-    min_iou: float = 0.25,
-    margin: float = 0.35,
-    batch_size: int = 8,
     index: tuple[int, ...] = (),
     cancel: Callable[[], bool] | None = None,
+    **changes,
 ) -> tuple[np.ndarray, list[ObjectReport]]:
     """Refine every object of one 2-D slice; see the module docstring for the rules.
+
+    ``options`` (default :class:`~napari_fcfi.stack.options.RefineOptions`) holds the rule
+    parameters; keyword ``changes`` override single ones (``margin=0.2``).
 
     ``image`` is (Y, X) or (Y, X, C), ``labels`` (Y, X) integer ids. ``predictor`` is a
     :class:`napari_fcfi.Predictor`; its ``predict_many`` is called once per pass with all
@@ -341,14 +282,9 @@ def refine_slice(
     """
     from napari_fcfi.inference.maps import RoiMap
 
-    check_options(
-        min_size=min_size,
-        extra_clicks=extra_clicks,
-        click_distance=click_distance,
-        min_iou=min_iou,
-        margin=margin,
-        batch_size=batch_size,
-    )
+    opts = RefineOptions.of(options, **changes)
+    min_size, extra_clicks, click_distance = opts.min_size, opts.extra_clicks, opts.click_distance
+    min_iou, margin, batch_size = opts.min_iou, opts.margin, opts.batch_size
     image = np.asarray(image)
     labels = np.asarray(labels)
     check_labels_dtype(labels.dtype)
@@ -438,7 +374,7 @@ def refine_slice(
         if obj.status == "refined":
             win, old, new = window_masks(obj)
             new = _supported(new, old, obj.clicks, (win[0].start, win[1].start))
-            if not new.any() or _iou(old, new) < min_iou:
+            if not new.any() or iou(old, new) < min_iou:
                 obj.status = "failed"
             else:
                 obj.mask = (win, new)
@@ -475,7 +411,7 @@ def refine_slice(
                 status=status,
                 area_old=obj.area,
                 area_new=area_new,
-                iou=_iou(old, new),
+                iou=iou(old, new),
                 changed_pixels=int(np.count_nonzero(old ^ new)),
                 clicks=len(obj.clicks),
             )
@@ -512,19 +448,21 @@ def iter_refine(
     image,
     labels,
     predictor=None,
+    options: RefineOptions | None = None,
     *,
     slices=None,
     cancel: Callable[[], bool] | None = None,
-    **options,
+    **changes,
 ) -> Iterator[tuple[tuple[int, ...], np.ndarray, list[ObjectReport]]]:
     """Refine a (..., Y, X[, C]) stack slice by slice, yielding each finished slice.
 
     Yields ``(index, refined_slice, reports)``; ``index`` indexes the leading axes. Slices
     are read one at a time (``np.asarray`` of the slice), so dask and zarr inputs stream.
-    ``options`` are those of :func:`refine_slice`. Raises :class:`RefineCancelled` when
-    ``cancel()`` becomes true; the slice in progress is then not yielded.
+    ``options`` and ``changes`` are those of :func:`refine_slice`. Raises
+    :class:`RefineCancelled` when ``cancel()`` becomes true; the slice in progress is then
+    not yielded.
     """
-    check_options(**options)
+    options = RefineOptions.of(options, **changes)
     check_labels_dtype(labels.dtype)
     split_channels(image.shape, labels.shape)  # validates; a slice keeps its channel axis
     indices = slice_indices(labels.shape, slices)
@@ -537,7 +475,7 @@ def iter_refine(
         img = np.asarray(image[index])
         lab = np.asarray(labels[index])
         try:
-            out, report = refine_slice(img, lab, predictor, index=index, cancel=cancel, **options)
+            out, report = refine_slice(img, lab, predictor, options, index=index, cancel=cancel)
         except RefineCancelled:
             raise RefineCancelled(done, []) from None
         done.append(index)
@@ -548,17 +486,13 @@ def refine_labels(
     image,
     labels,
     predictor=None,
+    options: RefineOptions | None = None,
     *,
-    min_size: int = 25,
-    extra_clicks: int = 1,
-    click_distance: float = 5.0,
-    min_iou: float = 0.25,
-    margin: float = 0.35,
-    batch_size: int = 8,
     slices: slice | Iterable[int] | None = None,
     out=None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    **changes,
 ) -> tuple[np.ndarray, list[ObjectReport]]:
     """Refine every object of every slice of ``labels`` with FCFI.
 
@@ -570,10 +504,11 @@ def refine_labels(
     predictor
         a :class:`napari_fcfi.Predictor`; default :func:`default_predictor` (the built-in
         model with the :data:`REFINE_PREDICTOR` settings).
-    min_size, extra_clicks, click_distance, min_iou, margin
-        the rules of the module docstring.
-    batch_size
-        objects per network batch (``Predictor.predict_many``).
+    options
+        a :class:`~napari_fcfi.stack.options.RefineOptions` (default: its defaults): the
+        rules of the module docstring and the network batch size.
+    **changes
+        single options to override, e.g. ``margin=0.2``.
     slices
         restrict the first axis (a ``slice`` or ints); other slices are copied unchanged.
     out
@@ -593,14 +528,7 @@ def refine_labels(
         ``refined_labels`` is ``out`` (or the new array); ``report`` a list of
         :class:`ObjectReport`, one per object and slice.
     """
-    check_options(
-        min_size=min_size,
-        extra_clicks=extra_clicks,
-        click_distance=click_distance,
-        min_iou=min_iou,
-        margin=margin,
-        batch_size=batch_size,
-    )
+    options = RefineOptions.of(options, **changes)
     check_labels_dtype(labels.dtype)
     split_channels(image.shape, labels.shape)
     indices = slice_indices(labels.shape, slices)
@@ -618,14 +546,9 @@ def refine_labels(
         image,
         labels,
         predictor,
+        options,
         slices=slices,
         cancel=cancel,
-        min_size=min_size,
-        extra_clicks=extra_clicks,
-        click_distance=click_distance,
-        min_iou=min_iou,
-        margin=margin,
-        batch_size=batch_size,
     )
     try:
         for index, refined, rows in gen:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .fingerprint import array_digest, model_fingerprint
 from .io import open_array, source_stats
+from .options import RefineOptions
 from .store import record_slice
 
 _STAT_KEYS = ("path", "size", "mtime_ns", "files", "inode")
@@ -123,7 +124,8 @@ class SliceWorker:
         if refine:
             img = np.asarray(self.array(fp["image"])[index])
             with self.predictor(job["model"], fp["model"], threads) as pred:
-                out, report = refine_slice(img, lab, pred, index=index, **job["options"])
+                options = RefineOptions(**job["options"])
+                out, report = refine_slice(img, lab, pred, options, index=index)
             rows = [r.as_dict() for r in report]
         else:
             out = lab

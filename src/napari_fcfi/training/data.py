@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..inference.normalize import intensity_range, to_model_rgb
+from ..masks import boundary_distance
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
@@ -389,7 +390,7 @@ def sample_points(
     the object and negative clicks on the background 3-20 px from it or on a neighbouring
     object. The first click stays first; the extras follow in random order.
     """
-    dt = ndi.distance_transform_edt(np.pad(target, 1))[1:-1, 1:-1]
+    dt = boundary_distance(target)
     dmax = dt.max()
     if dmax <= 0:
         raise ValueError("empty target mask")
@@ -431,8 +432,8 @@ def robot_click(target: np.ndarray, pred: np.ndarray) -> tuple[int, int, bool] |
     """
     fn = target & ~pred
     fp = ~target & pred
-    fn_dt = ndi.distance_transform_edt(np.pad(fn, 1))[1:-1, 1:-1]
-    fp_dt = ndi.distance_transform_edt(np.pad(fp, 1))[1:-1, 1:-1]
+    fn_dt = boundary_distance(fn)
+    fp_dt = boundary_distance(fp)
     fn_max, fp_max = fn_dt.max(), fp_dt.max()
     if max(fn_max, fp_max) <= 0:
         return None

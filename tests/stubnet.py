@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .clicks import disk_maps
+from napari_fcfi.model.clicks import disk_maps
 
 
 class StubNet(nn.Module):
