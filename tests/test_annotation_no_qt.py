@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import napari_fcfi.annotation as annotation
+from _blocked_imports import BLOCKED, run_blocked
 
 PACKAGE = Path(annotation.__file__).parent
-BLOCKED = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy", "magicgui")
 
-SCRIPT = f"""
-import importlib, pkgutil, sys
-
-BLOCKED = {BLOCKED!r}
-
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{{name}} may not be imported here")
-        return None
-
-sys.meta_path.insert(0, Blocker())
-
+SCRIPT = """
 import numpy as np
 import napari_fcfi.annotation as pkg
 
 for info in pkgutil.iter_modules(pkg.__path__):
-    importlib.import_module(f"{{pkg.__name__}}.{{info.name}}")
+    importlib.import_module(f"{pkg.__name__}.{info.name}")
 
 from napari_fcfi.annotation.editor import AnnotationEditor
 from napari_fcfi.annotation.predictors import PredictorCache, PredictorSettings
@@ -55,12 +40,7 @@ print("ok")
 
 
 def test_editor_imports_and_works_with_napari_and_qt_blocked():
-    tests = str(Path(__file__).parent)  # the stand-in network lives next to the tests
-    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
+    done = run_blocked(SCRIPT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")
 

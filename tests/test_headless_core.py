@@ -3,30 +3,16 @@ worker gets the engine, evaluation, training and batch refinement with no GUI pa
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import tomllib
 
+from _blocked_imports import run_blocked
+
 ROOT = Path(__file__).resolve().parents[1]
-BLOCKED = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "vispy", "magicgui", "npe2")
 GUI_MODULES = ("_qt", "_widget", "_layers", "_refine_widget", "napari")
 
 SCRIPT = f"""
-import importlib, pkgutil, sys
-
-BLOCKED = {BLOCKED!r}
-
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{{name}} may not be imported here")
-        return None
-
-sys.meta_path.insert(0, Blocker())
-
 import numpy as np
 import napari_fcfi
 
@@ -62,12 +48,7 @@ print("ok")
 
 
 def test_core_imports_and_refines_with_napari_and_qt_blocked():
-    tests = str(Path(__file__).parent)
-    path = os.pathsep.join(p for p in (tests, os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
+    done = run_blocked(SCRIPT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("ok")
     assert "pip install 'napari-fcfi[all]'" in done.stderr

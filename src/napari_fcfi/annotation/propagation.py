@@ -126,24 +126,24 @@ class PropagationRun:
         """A status line saying how far the object was carried and, for each direction, why
         it ended: object vanished, IoU drop or stop click (at which slice), end of stack,
         cancelled or failed."""
-        parts = []
-        for d, word in ((1, "up"), (-1, "down")):
-            if (self.start == self.n_slices - 1 and d > 0) or (self.start == 0 and d < 0):
-                continue  # nothing to visit on that side
-            if d in self.ended:
-                index, reason = self.ended[d]
-                if reason == "end":
-                    parts.append(f"{word}: end of stack")
-                else:
-                    parts.append(f"{word}: {REASON_WORDS.get(reason, reason)} at slice {index}")
-            else:
-                parts.append(
-                    f"{word}: {'cancelled' if outcome == CANCELLED else 'failed'}"
-                    if outcome in (CANCELLED, FAILED)
-                    else f"{word}: end of stack"
-                )
+        parts = [
+            f"{word}: {self._why(d, outcome)}"
+            for d, word in ((1, "up"), (-1, "down"))
+            # a start on the first or last slice has nothing to visit on that side
+            if not (self.start == self.n_slices - 1 and d > 0) and not (self.start == 0 and d < 0)
+        ]
         why = "; ".join(parts) if parts else "a single slice"
         return f"propagated object {self.object_id} to {written} slices ({why})"
+
+    def _why(self, direction: int, outcome: str) -> str:
+        if direction in self.ended:
+            index, reason = self.ended[direction]
+            if reason == "end":
+                return "end of stack"
+            return f"{REASON_WORDS.get(reason, reason)} at slice {index}"
+        if outcome in (CANCELLED, FAILED):
+            return outcome
+        return "end of stack"
 
 
 def apply_record(store: LabelStore, record: PropagationRecord, undo: bool) -> list[SliceKey]:

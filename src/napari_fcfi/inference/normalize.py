@@ -104,6 +104,11 @@ def intensity_range(image, policy="auto") -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def spaced_indices(n: int, k: int) -> np.ndarray:
+    """At most ``k`` evenly spaced indices of ``range(n)``, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int))
+
+
 def sample_intensity_range(
     array, policy="auto", rgb: bool = False, max_planes: int = 8, tile: int = 256
 ) -> tuple[float, float]:
@@ -121,7 +126,7 @@ def sample_intensity_range(
     h, w = shape[len(lead)], shape[len(lead) + 1]
     planes = [()]
     for n in lead:
-        idx = np.unique(np.linspace(0, n - 1, min(n, max_planes)).round().astype(int))
+        idx = spaced_indices(n, max_planes)
         planes = [p + (int(i),) for p in planes for i in idx][: max(max_planes, 1)]
     if h <= 4 * tile and w <= 4 * tile:
         windows = [(slice(None), slice(None))]

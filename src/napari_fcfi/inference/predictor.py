@@ -196,7 +196,7 @@ class PreparedImage:
         bounded sample when it is not given."""
         if normalize is None:
             raise ValueError("normalize=None needs an in-memory float RGB image, not a view")
-        validate_image(view[:1, :1])  # dtype, channels
+        validate_image(np.zeros((1, 1, *view.shape[2:]), view.dtype))  # dtype, channels
         if intensity is None:
             intensity = sample_intensity_range(view, normalize, rgb=view.ndim == 3)
         lo, hi = (float(v) for v in intensity)

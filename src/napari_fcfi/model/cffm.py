@@ -1,6 +1,6 @@
 """CFFM: the Collaborative Feedback Fusion Module of FCFI (Wei et al., CVPR 2023, Sec. 3.3).
 
-API (stable; R101's DeepLab model and TRAIN's Lite model build on it)::
+API (stable; the DeepLab and FCFI-Lite models build on it)::
 
     cffm = CollaborativeFusionModule(in_channels, mid_channels)
     features2, fb2 = cffm(features, feedback, gate)

@@ -1,6 +1,6 @@
 """FFCM: the Focused Feedback Correction Module of FCFI (Wei et al., CVPR 2023, Sec. 3.2).
 
-API (stable; R101's DeepLab model and TRAIN's Lite model build on it)::
+API (stable; the DeepLab and FCFI-Lite models build on it)::
 
     ffcm = FocusedCorrectionModule(in_channels, mid_channels, expansion_ratio=0.3)
     fb1 = ffcm(features, image, coord_features, feedback, new_points, is_training=False)

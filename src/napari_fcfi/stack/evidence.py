@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..inference.normalize import spaced_indices
 from ..masks import object_contrast
 
 __all__ = ["Evidence"]
@@ -43,7 +44,7 @@ def foreground_level(get_slice: Callable[[int], np.ndarray], n_slices: int) -> f
     """Otsu's threshold of up to 32 evenly spaced slices, subsampled to about 1M pixels."""
     from skimage.filters import threshold_otsu
 
-    idx = np.unique(np.linspace(0, n_slices - 1, min(n_slices, MAX_SAMPLE_SLICES)).astype(int))
+    idx = spaced_indices(n_slices, MAX_SAMPLE_SLICES)
     parts = []
     for i in idx:
         g = _grey(get_slice(int(i))).reshape(-1)
