@@ -12,8 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from napari_fcfi.inference.inputs import PreparedImage
 from napari_fcfi.inference.maps import RoiMap
-from napari_fcfi.inference.predictor import SAMPLE_RATIO, Predictor, PreparedImage, View
+from napari_fcfi.inference.predictor import SAMPLE_RATIO, Predictor, View
 from stubnet import StubNet
 
 

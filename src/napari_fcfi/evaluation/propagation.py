@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..inference.inputs import PreparedImage
 from ..inference.normalize import sample_intensity_range
-from ..inference.predictor import PreparedImage
 from ..inference.session import InteractiveSession
 from ..masks import interior_point, iou
 from ..stack.propagate import iter_propagate

@@ -4,8 +4,9 @@ feedback) and :class:`InteractiveSession` (one object, exact undo/redo)."""
 from __future__ import annotations
 
 from ..devices import pick_device
+from .inputs import PreparedImage
 from .maps import RoiMap
-from .predictor import Prediction, Predictor, PreparedImage, ZoomState
+from .predictor import Prediction, Predictor, ZoomState
 from .session import InteractiveSession
 
 __all__ = [

@@ -3,7 +3,7 @@
 :class:`PlaneView` stands for the 2-D plane ``data[key]`` (H, W) or (H, W, C) of a numpy,
 dask or zarr array (napari's multiscale layers: their full-resolution level) without
 reading it. Slicing it reads just that window; :meth:`take` reads a sparse grid of pixels.
-:class:`~napari_fcfi.inference.predictor.PreparedImage` accepts it, so a click costs the
+:class:`~napari_fcfi.inference.inputs.PreparedImage` accepts it, so a click costs the
 crop that the network sees, whatever the size of the image.
 """
 

@@ -98,6 +98,14 @@ class RoiMap:
         r0, r1, c0, c1 = box
         return r0 + self.y0, r1 + self.y0, c0 + self.x0, c1 + self.x0
 
+    def above(self, thresh: float) -> np.ndarray:
+        """Bool mask of the rectangle's pixels ``> thresh`` (the shape of ``data``)."""
+        return self.data > thresh
+
+    def any_above(self, thresh: float = 0.0) -> bool:
+        """Whether some pixel is ``> thresh`` (``thresh >= 0``)."""
+        return bool(self.data.size) and bool((self.data > thresh).any())
+
     def max(self) -> float:
         return float(self.data.max()) if self.data.size else 0.0
 

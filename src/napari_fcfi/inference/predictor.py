@@ -48,9 +48,11 @@ zero) and 1 otherwise.
 :data:`SAMPLE_RATIO` times its pixels, e.g. a feedback mask covering most of a huge image)
 is never normalised at full resolution: the image and the feedback are read only at the
 rows and columns that the bilinear (``align_corners=True``) resize reads, normalised there
-and interpolated with the resize's own weights. The memory of a click is then bounded by
-the network input, not by the box, apart from the probability and feedback maps pasted
-back into the box.
+and interpolated with the resize's own weights. The answer goes back the same way: the
+probability and feedback maps of such a view stay at the network's resolution
+(:class:`~napari_fcfi.inference.resample.ScaledMap`) and are enlarged only where, and
+when, they are read (a threshold or a bounding box is computed strip by strip). The memory
+of a click is then bounded by the network input, not by the box.
 
 **Threads.** :meth:`Predictor.predict` carries the zoom state from call to call; calls from
 several threads are serialised by a lock, so each call sees and leaves a consistent state.
@@ -75,15 +77,10 @@ import torch.nn.functional as F
 
 from ..devices import pick_device
 from ..model.clicks import points_array
-from .lazy import PlaneView
+from .inputs import Map, PreparedImage, as_click_list, as_feedback
 from .maps import Box, RoiMap, bbox, bbox_iou, clamp_bbox, expand_bbox, union_bbox
-from .normalize import (
-    POLICIES,
-    intensity_range,
-    sample_intensity_range,
-    to_model_rgb,
-    validate_image,
-)
+from .normalize import POLICIES
+from .resample import ScaledMap, bilinear, linear_taps
 
 # ZoomIn settings the official evaluation leaves at their defaults
 SKIP_CLICKS = 1
@@ -113,7 +110,7 @@ class ZoomState(NamedTuple):
     """
 
     roi: Box | None = None
-    prev_map: RoiMap | None = None
+    prev_map: Map | None = None
 
 
 @dataclass(frozen=True)
@@ -136,9 +133,9 @@ class Prediction:
     ``feedback_ffcm`` is pasted back at the view's resolution only when it is read (nothing
     in the click loop needs it; on a large view it would be as big as the probability)."""
 
-    prob: RoiMap
-    ffcm_paste: Callable[[], RoiMap | None]
-    feedback_cffm: RoiMap | None
+    prob: Map
+    ffcm_paste: Callable[[], Map | None]
+    feedback_cffm: Map | None
     view: View
     roi_recomputed: bool
     points: np.ndarray  # (2 or 1, 2N, 3) as passed to the network (original, flipped)
@@ -147,7 +144,7 @@ class Prediction:
     gate: float
 
     @property
-    def feedback_ffcm(self) -> RoiMap | None:
+    def feedback_ffcm(self) -> Map | None:
         return self.ffcm_paste()
 
     @property
@@ -158,132 +155,6 @@ class Prediction:
     @property
     def net_input_hw(self) -> tuple[int, int]:
         return self.view.net_hw
-
-
-class PreparedImage:
-    """An image validated once, with its normalisation range cached; crops are normalised
-    on demand, so a click costs the crop, not the image.
-
-    ``intensity`` fixes the (low, high) range that maps to (0, 1) instead of computing it
-    from this image: the slices of a stack share the range of the whole stack, so that a
-    dim end slice stays dim (see :func:`~napari_fcfi.inference.normalize.intensity_range`).
-    """
-
-    def __init__(self, image, normalize="auto", intensity=None):
-        if normalize not in POLICIES:
-            raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
-        if isinstance(image, PlaneView):
-            self._init_lazy(image, normalize, intensity)
-            return
-        arr = validate_image(image)
-        if normalize is None:
-            to_model_rgb(arr[:1, :1], None)  # checks the pass-through contract
-            self.intensity = None
-        elif intensity is not None:
-            lo, hi = (float(v) for v in intensity)
-            if not (np.isfinite(lo) and np.isfinite(hi)):
-                raise ValueError(f"intensity range must be finite, got {intensity!r}")
-            self.intensity = (lo, hi)
-        else:
-            self.intensity = intensity_range(arr, normalize)
-        self.raw = arr
-        self.normalize = normalize
-        self.shape = (int(arr.shape[0]), int(arr.shape[1]))
-
-    def _init_lazy(self, view: PlaneView, normalize, intensity) -> None:
-        """A plane read on demand: only its shape and dtype are checked here; every crop
-        is validated (NaN included) when it is read, and the intensity range comes from a
-        bounded sample when it is not given."""
-        if normalize is None:
-            raise ValueError("normalize=None needs an in-memory float RGB image, not a view")
-        validate_image(np.zeros((1, 1, *view.shape[2:]), view.dtype))  # dtype, channels
-        if intensity is None:
-            intensity = sample_intensity_range(view, normalize, rgb=view.ndim == 3)
-        lo, hi = (float(v) for v in intensity)
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"intensity range must be finite, got {intensity!r}")
-        self.intensity = (lo, hi)
-        self.raw = view
-        self.normalize = normalize
-        self.shape = (int(view.shape[0]), int(view.shape[1]))
-
-    def crop(self, box: Box) -> np.ndarray:
-        """Model RGB float32 (h, w, 3) of the inclusive box."""
-        r0, r1, c0, c1 = box
-        part = self.raw[r0 : r1 + 1, c0 : c1 + 1]
-        return to_model_rgb(part, self.normalize, intensity=self.intensity)
-
-    def grid(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Model RGB float32 (len(rows), len(cols), 3) of the pixels at ``rows`` x ``cols``
-        (image coordinates), normalised exactly as :meth:`crop` normalises them."""
-        if isinstance(self.raw, PlaneView):
-            part = self.raw.take(rows, cols)
-        else:
-            part = self.raw[np.ix_(rows, cols)]
-        return to_model_rgb(part, self.normalize, intensity=self.intensity)
-
-
-def _as_click_list(clicks, shape) -> list[tuple[int, int, bool]]:
-    """Validate chronological ``(y, x, is_positive)`` clicks (any iterable, a generator
-    included); coordinates round to pixels."""
-    if clicks is None:
-        raise ValueError("at least one click is needed")
-    if not isinstance(clicks, (list, tuple, np.ndarray)):
-        try:
-            clicks = list(clicks)
-        except TypeError:
-            raise ValueError(
-                f"clicks must be a sequence of (y, x, is_positive), got {type(clicks).__name__}"
-            ) from None
-    if len(clicks) == 0:
-        raise ValueError("at least one click is needed")
-    h, w = shape
-    out = []
-    for i, c in enumerate(clicks):
-        try:
-            y, x, p = c
-            yf, xf = float(y), float(x)
-        except (TypeError, ValueError):
-            raise ValueError(f"click {i} must be (y, x, is_positive), got {c!r}") from None
-        if not (np.isfinite(yf) and np.isfinite(xf)):
-            raise ValueError(f"click {i} has a non-finite coordinate ({y}, {x})")
-        yi, xi = int(np.floor(yf + 0.5)), int(np.floor(xf + 0.5))
-        if not (0 <= yi < h and 0 <= xi < w):
-            raise ValueError(f"click {i} at (y={y}, x={x}) is outside the image of shape {h} x {w}")
-        out.append((yi, xi, bool(p)))
-    return out
-
-
-def as_feedback(prev, shape) -> RoiMap | None:
-    """Validate a feedback map (probabilities in [0, 1] or a binary mask) of image ``shape``."""
-    if prev is None:
-        return None
-    if isinstance(prev, RoiMap):
-        if tuple(prev.shape) != tuple(shape):
-            raise ValueError(f"feedback of shape {prev.shape} does not match the image {shape}")
-        return prev
-    arr = np.asarray(prev)
-    if arr.shape != tuple(shape):
-        raise ValueError(
-            f"feedback of shape {arr.shape} does not match the image's (H, W) = {tuple(shape)}"
-        )
-    if arr.dtype == bool:  # only the bbox of the mask is kept (and converted)
-        box = bbox(arr)
-        if box is None:
-            return RoiMap(arr.shape, 0, 0, np.zeros((0, 0), np.float32))
-        r0, r1, c0, c1 = box
-        return RoiMap(arr.shape, r0, c0, arr[r0 : r1 + 1, c0 : c1 + 1].astype(np.float32))
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise ValueError(f"feedback must be a numeric or bool map, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError("feedback contains NaN or infinite values")
-    if arr.size and (arr.min() < 0 or arr.max() > 1):
-        raise ValueError(
-            "feedback must be a probability map in [0, 1] or a binary mask, got values in "
-            f"[{arr.min()}, {arr.max()}]; pass (labels == id) for one object of a label image"
-        )
-    return RoiMap.from_array(arr)
 
 
 @dataclass
@@ -297,34 +168,7 @@ class _Job:
     full_shape: tuple[int, int]
 
 
-def _linear_taps(n_in: int, n_out: int):
-    """Bilinear ``align_corners=True`` resizing of one axis from ``n_in`` to ``n_out``
-    samples: for each output sample the two source indices and their weights, computed in
-    float32 as torch computes them."""
-    scale = np.float32(n_in - 1) / np.float32(n_out - 1) if n_out > 1 else np.float32(0.0)
-    src = scale * np.arange(n_out, dtype=np.float32)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    l1 = np.clip(src - i0.astype(np.float32), 0.0, 1.0).astype(np.float32)
-    l0 = (np.float32(1.0) - l1).astype(np.float32)
-    return i0, i1, l0, l1
-
-
-def _bilinear(grid: np.ndarray, taps_y, taps_x) -> np.ndarray:
-    """Resize a (R, C[, k]) array sampled only at the taps' rows and columns (``taps_*``
-    hold positions into ``grid``) with the taps' weights."""
-    y0, y1, ly0, ly1 = taps_y
-    x0, x1, lx0, lx1 = taps_x
-    extra = (None,) * (grid.ndim - 2)
-    wx0, wx1 = lx0[(None, slice(None)) + extra], lx1[(None, slice(None)) + extra]
-    wy0, wy1 = ly0[(slice(None), None) + extra], ly1[(slice(None), None) + extra]
-    top, bottom = grid[y0], grid[y1]
-    out = wy0 * (wx0 * top[:, x0] + wx1 * top[:, x1])
-    out += wy1 * (wx0 * bottom[:, x0] + wx1 * bottom[:, x1])
-    return out.astype(np.float32, copy=False)
-
-
-def _sampled_input(prepared: PreparedImage, prev: RoiMap | None, view: View) -> torch.Tensor:
+def _sampled_input(prepared: PreparedImage, prev: Map | None, view: View) -> torch.Tensor:
     """(4, nh, nw) network input of a large resized view without normalising the box.
 
     Only the image rows and columns that bilinear ``align_corners=True`` resizing reads are
@@ -336,15 +180,15 @@ def _sampled_input(prepared: PreparedImage, prev: RoiMap | None, view: View) -> 
     nh, nw = view.net_hw
     axes = []
     for n_in, n_out in ((r1 - r0 + 1, nh), (c1 - c0 + 1, nw)):
-        i0, i1, l0, l1 = _linear_taps(n_in, n_out)
+        i0, i1, l0, l1 = linear_taps(n_in, n_out)
         used = np.unique(np.concatenate([i0, i1]))
         axes.append((used, (np.searchsorted(used, i0), np.searchsorted(used, i1), l0, l1)))
     (rows, ty), (cols, tx) = axes
-    rgb = _bilinear(prepared.grid(rows + r0, cols + c0), ty, tx)
+    rgb = bilinear(prepared.grid(rows + r0, cols + c0), ty, tx)
     if prev is None:
         pm = np.zeros((nh, nw), np.float32)
     else:
-        pm = _bilinear(prev.take(rows + r0, cols + c0), ty, tx)
+        pm = bilinear(prev.take(rows + r0, cols + c0), ty, tx)
     return torch.from_numpy(np.concatenate([rgb.transpose(2, 0, 1), pm[None]], axis=0))
 
 
@@ -520,14 +364,14 @@ class Predictor:
         """
         with self._lock:
             prepared = self.prepare_image(image)
-            clicks = _as_click_list(clicks, prepared.shape)
+            clicks = as_click_list(clicks, prepared.shape)
             prev = as_feedback(prev_prob, prepared.shape)
             pred, state = self.predict_roi(prepared, clicks, prev, self._state)
             self._state = state
             return pred.prob.full()
 
     def predict_roi(
-        self, prepared: PreparedImage, clicks, prev: RoiMap | None, state: ZoomState
+        self, prepared: PreparedImage, clicks, prev: Map | None, state: ZoomState
     ) -> tuple[Prediction, ZoomState]:
         """Functional core of :meth:`predict`: validated inputs in, ``(Prediction, new
         zoom state)`` out; neither the predictor nor the inputs are modified (besides
@@ -568,7 +412,7 @@ class Predictor:
                 raise ValueError(
                     f"request {i} must be a (clicks, prev_prob_or_None) pair"
                 ) from None
-            clicks = _as_click_list(clicks, prepared.shape)
+            clicks = as_click_list(clicks, prepared.shape)
             prev = as_feedback(prev_prob, prepared.shape)
             if self.zoom_in and prev is not None and prev.bbox_above(ZOOM_PROB_THRESH) is not None:
                 view = self._zoom_view(
@@ -590,10 +434,10 @@ class Predictor:
         return results
 
     # ------------------------------------------------------------------ object-scale first click
-    def _auto_first_applies(self, clicks, prev: RoiMap | None, state: ZoomState) -> bool:
+    def _auto_first_applies(self, clicks, prev: Map | None, state: ZoomState) -> bool:
         if not (self.zoom_in and self.first_click == "auto"):
             return False
-        if prev is not None and prev.max() > 0:
+        if prev is not None and prev.any_above(0.0):
             return False  # feedback (e.g. a painted label) defines the view already
         return len(clicks) <= SKIP_CLICKS or state.prev_map is None
 
@@ -622,7 +466,7 @@ class Predictor:
             view = self._window(shape, y, x, side)
             job = self._make_job(prepared, clicks, None, view)
             (coarse,) = self._forward([job], recomputed=[False], flip=False)
-            mask = coarse.prob.data > ZOOM_PROB_THRESH
+            mask = coarse.prob.above(ZOOM_PROB_THRESH)
             if not mask.any():
                 break
             lab, _ = ndi.label(mask)
@@ -659,7 +503,7 @@ class Predictor:
         return pred, roi
 
     # ------------------------------------------------------------------ views
-    def _object_roi(self, shape, clicks, prev: RoiMap) -> Box | None:
+    def _object_roi(self, shape, clicks, prev: Map) -> Box | None:
         """Official ``get_object_roi``: bbox of (prev > 0.5) plus the clicks, expanded."""
         box = prev.bbox_above(ZOOM_PROB_THRESH)
         if box is None:
@@ -674,7 +518,7 @@ class Predictor:
         scale = self.zoom_in_target_size / max(h, w)
         return View(box, (int(round(h * scale)), int(round(w * scale))), zoomed)
 
-    def _first_view(self, shape, clicks, prev: RoiMap | None) -> View:
+    def _first_view(self, shape, clicks, prev: Map | None) -> View:
         """Whole image when it fits the target size (official), else a window (see module
         docstring)."""
         H, W = shape
@@ -710,10 +554,10 @@ class Predictor:
         return self._zoom_view(shape, roi), recomputed, roi
 
     # ------------------------------------------------------------------ network
-    def _make_job(self, prepared: PreparedImage, clicks, prev: RoiMap | None, view: View) -> _Job:
+    def _make_job(self, prepared: PreparedImage, clicks, prev: Map | None, view: View) -> _Job:
         r0, r1, c0, c1 = view.box
         nh, nw = view.net_hw
-        gate = 0.0 if prev is None or prev.max() <= 0 else 1.0
+        gate = 0.0 if prev is None or not prev.any_above(0.0) else 1.0
         if view.resized and (r1 - r0 + 1) * (c1 - c0 + 1) > SAMPLE_RATIO * nh * nw:
             crop = _sampled_input(prepared, prev, view)  # already at the network's size
         else:
@@ -822,19 +666,25 @@ class Predictor:
         return results
 
 
-def _paste(m: torch.Tensor, job) -> RoiMap:
-    """A (1, 1, h, w) network-resolution map pasted back into the job's view box."""
+def _paste(m: torch.Tensor, job) -> Map:
+    """A (1, 1, h, w) network-resolution map pasted back into the job's view box: kept at
+    network resolution (a :class:`~napari_fcfi.inference.resample.ScaledMap`, read on
+    demand) when the box holds more than :data:`SAMPLE_RATIO` times its pixels."""
     r0, r1, c0, c1 = job.view.box
+    h, w = r1 - r0 + 1, c1 - c0 + 1
+    nh, nw = m.shape[-2:]
+    if h * w > SAMPLE_RATIO * nh * nw and h >= nh and w >= nw:
+        return ScaledMap(job.full_shape, job.view.box, m[0, 0].cpu().numpy())
     if job.view.resized or job.view.zoomed:
         m = F.interpolate(m, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=True)
     return RoiMap(job.full_shape, r0, c0, m[0, 0].cpu().numpy())
 
 
-def _lazy_paste(m: torch.Tensor | None, job) -> Callable[[], RoiMap | None]:
+def _lazy_paste(m: torch.Tensor | None, job) -> Callable[[], Map | None]:
     """:func:`_paste` run on first call (and remembered)."""
     done: list = []
 
-    def get() -> RoiMap | None:
+    def get() -> Map | None:
         if not done:
             done.append(None if m is None else _paste(m, job))
         return done[0]

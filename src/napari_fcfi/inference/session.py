@@ -12,21 +12,22 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .inputs import Map, as_click_list, as_feedback
 from .maps import RoiMap
-from .predictor import Predictor, ZoomState, _as_click_list, as_feedback
+from .predictor import Predictor, ZoomState
 
 
 class _Step(NamedTuple):
     clicks: tuple  # ((y, x, positive), ...) chronological
-    prob: RoiMap | None  # what the user sees
-    feedback: RoiMap | None  # what the next click feeds back
+    prob: Map | None  # what the user sees
+    feedback: Map | None  # what the next click feeds back
     zoom: ZoomState
     action: str
 
 
-def _compact(m: RoiMap | None) -> RoiMap | None:
+def _compact(m: Map | None) -> Map | None:
     """A full-size map -> only the bbox of its non-zero pixels (maps are kept per step)."""
-    if m is None or m.data.shape != tuple(m.shape):
+    if m is None or not isinstance(m, RoiMap) or m.data.shape != tuple(m.shape):
         return m
     return RoiMap.from_array(m.data)
 
@@ -54,7 +55,7 @@ class InteractiveSession:
         self._start = _Step((), fb, fb, ZoomState(), "start")
         self._history: list[_Step] = [self._start]
         self._pos = 0
-        self._full_cache: tuple[RoiMap, np.ndarray] | None = None
+        self._full_cache: tuple[Map, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ operations
     @property
@@ -69,14 +70,20 @@ class InteractiveSession:
     def add_click(self, y, x, positive: bool = True) -> np.ndarray:
         """Add a click at pixel (y, x) (rounded to the nearest pixel); returns the
         probability map (float32 (H, W))."""
+        self.click(y, x, positive)
+        return self.probability
+
+    def click(self, y, x, positive: bool = True) -> None:
+        """:meth:`add_click` without building the image-size probability map: read the
+        result with :attr:`mask_roi` or :attr:`probability_roi`, whose cost is the object's
+        rectangle, not the image."""
         if not isinstance(positive, (bool, np.bool_, int, np.integer)):
             raise ValueError(f"positive must be a bool, got {positive!r}")
-        (click,) = _as_click_list([(y, x, bool(positive))], self.shape)
+        (click,) = as_click_list([(y, x, bool(positive))], self.shape)
         cur = self._cur
         clicks = cur.clicks + (click,)
         pred, zoom = self.predictor.predict_roi(self._image, list(clicks), cur.feedback, cur.zoom)
         self._push(_Step(clicks, pred.prob, pred.prob, zoom, "click"))
-        return self.probability
 
     def set_feedback(self, mask) -> None:
         """Replace the result by a hand-edited ``mask`` (bool or probabilities in [0, 1]);
@@ -147,9 +154,18 @@ class InteractiveSession:
         return self._full_cache[1]
 
     @property
-    def mask(self) -> np.ndarray:
+    def mask_roi(self) -> tuple[tuple[slice, slice], np.ndarray] | None:
+        """``((slice_y, slice_x), bool values)``: the mask (``probability > threshold``) is
+        False outside these slices. Costs 1 byte per pixel of the slices, not of the image;
+        None before anything happened."""
         p = self._cur.prob
+        return None if p is None else (p.slices, p.above(self.predictor.threshold))
+
+    @property
+    def mask(self) -> np.ndarray:
+        """The current binary mask, bool (H, W)."""
         out = np.zeros(self.shape, bool)
-        if p is not None:
-            out[p.slices] = p.data > self.predictor.threshold
+        roi = self.mask_roi
+        if roi is not None:
+            out[roi[0]] = roi[1]
         return out

@@ -83,7 +83,7 @@ def iter_propagate(
         ``lambda img, fb: InteractiveSession(predictor, img, feedback=fb)``.
     get_slice
         ``get_slice(i)`` returns the 2-D image (H, W) or (H, W, C) of slice ``i``, or a
-        :class:`~napari_fcfi.inference.predictor.PreparedImage` of it.
+        :class:`~napari_fcfi.inference.inputs.PreparedImage` of it.
     start_index, start_mask
         The slice the object is on and its boolean (H, W) mask there (not empty).
     n_slices
