@@ -5,11 +5,14 @@ chunks; bright nuclei on a noisy background near the centre, flat elsewhere so t
 stays small), then segmented through the annotation editor exactly as the widget does:
 planes are read with the widget's plane reader (:func:`napari_fcfi._layers.plane_reader`
 semantics: a lazy plane, one intensity range from a bounded sample), and the labels are
-an in-memory uint32 array as in a napari Labels layer. Reported: click p50/p95 (first
+an in-memory uint32 array: in the editor's array store (``--store array``, the default) or
+in a napari Labels layer through the widget's store (``--store napari``: napari's own
+history and display updates included; no viewer window). Reported: click p50/p95 (first
 and later clicks), the peak resident memory above the state before the first click, and
 the same for a 512 x 512 image for the latency ratio.
 
     python benchmarks/bench_large_image.py [--size 20000] [--threads 2] [--json out.json]
+    python benchmarks/bench_large_image.py --store napari
 """
 
 from __future__ import annotations
@@ -74,13 +77,13 @@ def write_image(path: Path, size: int):
     return zarr.open_array(str(path), mode="r")
 
 
-def run_clicks(image, size: int, repeats: int, model) -> dict:
+def run_clicks(image, size: int, repeats: int, model, store_kind: str = "array") -> dict:
     from napari_fcfi.annotation.editor import AnnotationEditor
     from napari_fcfi.annotation.predictors import INJECTED, PredictorCache, PredictorSettings
     from napari_fcfi.annotation.store import ArrayLabelStore
+    from napari_fcfi.inference.inputs import PreparedImage
     from napari_fcfi.inference.lazy import PlaneView
     from napari_fcfi.inference.normalize import sample_intensity_range
-    from napari_fcfi.inference.predictor import PreparedImage
 
     intensity = sample_intensity_range(image, "auto")
 
@@ -88,7 +91,14 @@ def run_clicks(image, size: int, repeats: int, model) -> dict:
         return PreparedImage(PlaneView(image, tuple(key)), "auto", intensity=intensity)
 
     labels = np.zeros((size, size), np.uint32)
-    store = ArrayLabelStore(labels)
+    if store_kind == "napari":
+        from napari.layers import Labels
+
+        from napari_fcfi._qt.store import NapariLabelStore
+
+        store = NapariLabelStore(Labels(labels))
+    else:
+        store = ArrayLabelStore(labels)
     editor = AnnotationEditor(
         predictors=PredictorCache(model=model, threads=None),
         settings=PredictorSettings(source=INJECTED, device="cpu"),
@@ -106,7 +116,7 @@ def run_clicks(image, size: int, repeats: int, model) -> dict:
                 t0 = time.perf_counter()
                 editor.click((), c + dy, c + dx, pos)
                 (first if k == 0 else later).append(time.perf_counter() - t0)
-            ok = ok and bool(store.data[c, c])
+            ok = ok and bool(labels[c, c])
             editor.reset()
             editor.finish()
     return {
@@ -124,6 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=20000)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--store", choices=("array", "napari"), default="array")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
 
@@ -133,12 +144,16 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     model = load_model(device="cpu")
-    out = {"load_average_before": os.getloadavg()[0], "threads": args.threads}
+    out = {
+        "load_average_before": os.getloadavg()[0],
+        "threads": args.threads,
+        "store": args.store,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         small = write_image(Path(tmp) / "small.zarr", 512)
-        out["512"] = run_clicks(small, 512, args.repeats, model)
+        out["512"] = run_clicks(small, 512, args.repeats, model, args.store)
         big = write_image(Path(tmp) / "big.zarr", args.size)
-        out[str(args.size)] = run_clicks(big, args.size, args.repeats, model)
+        out[str(args.size)] = run_clicks(big, args.size, args.repeats, model, args.store)
     out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for key in ("512", str(args.size)):
         r = out[key]

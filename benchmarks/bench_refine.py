@@ -151,7 +151,7 @@ def run_cluster(image, labels, model_spec, workers, tmp):
     """The CLI path: TIFF in, zarr out, LocalCluster with ``workers`` processes."""
     import dask
     import tifffile
-    from distributed import Client, LocalCluster, get_worker
+    from distributed import Client, LocalCluster
 
     from napari_fcfi.stack import cli, store
     from napari_fcfi.stack.cluster import SliceWorkerPlugin, worker_environ
@@ -172,8 +172,9 @@ def run_cluster(image, labels, model_spec, workers, tmp):
     ):
         client.register_plugin(SliceWorkerPlugin(), name="bench")
 
-        def warm():  # load the model once per worker (not timed, as in a long run)
-            with get_worker().plugins["bench"].slice_worker.predictor(job["model"], fp["model"], 1):
+        def warm(dask_worker):  # load the model once per worker (not timed, as in a long run)
+            # client.run hands the worker in; get_worker() only works inside a task
+            with dask_worker.plugins["bench"].slice_worker.predictor(job["model"], fp["model"], 1):
                 pass
 
         client.run(warm)

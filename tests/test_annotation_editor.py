@@ -141,6 +141,17 @@ def test_reset_restores_every_plane_in_one_step():
     assert (store.data == 4).any()
 
 
+def test_reset_gives_an_existing_label_back_its_removed_pixels():
+    labels = np.zeros((64, 80), np.uint16)
+    labels[10:50, 10:70] = 5
+    editor, store = make_editor(dark_image((64, 80)), labels.copy())
+    editor.click((), 30, 20)
+    editor.click((), 30, 55, False)
+    assert not (store.data == 5)[30, 55]
+    editor.reset()
+    np.testing.assert_array_equal(store.data, labels)
+
+
 def test_a_click_touches_only_its_plane_and_undo_is_per_plane():
     editor, store = make_editor(dark_image((5, 48, 48)))
     events = Recorder(editor)

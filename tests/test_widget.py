@@ -632,3 +632,33 @@ def test_builtin_model_segments_in_the_widget(viewer2d):
     assert w.last_error is None
     assert len(w.clicks_layer.data) == 1
     assert w.labels_layer.data.any()
+
+
+def test_large_plane_is_edited_in_the_object_rectangle(make_napari_viewer):
+    # 2100 x 2100 is above the whole-plane limit: the editor works around the object
+    from napari_fcfi.annotation import regions
+
+    size = 2100
+    assert size * size > regions.FULL_PLANE_PIXELS
+    viewer = make_napari_viewer()
+    img = np.zeros((size, size), dtype=np.uint8)
+    img[5:10, 5:10] = 255
+    viewer.add_image(img, name="img")
+    w = _widget(viewer)
+    click(w, (1000, 1000))
+    labels = w.labels_layer
+    one = labels.data.copy()
+    assert labels.data[1000, 1000] == 1 and 40 < (labels.data == 1).sum() < 200
+    # a hand edit next to the object is its feedback
+    labels.data_setitem(tuple(np.mgrid[980:990, 995:1005].reshape(2, -1)), 1)
+    click(w, (1020, 1000))
+    two = labels.data.copy()
+    obj = two == 1
+    assert obj[980:990, 995:1005].all() and obj[1020, 1000] and obj[1000, 1000]
+    w.undo()  # back to the hand-edited mask, exactly
+    w.wait()
+    painted = one.copy()
+    painted[980:990, 995:1005] = 1
+    np.testing.assert_array_equal(labels.data, painted)
+    labels.undo()  # napari's own history: the editor's undo was one step of it
+    np.testing.assert_array_equal(labels.data, two)

@@ -56,3 +56,39 @@ def test_layer_geometry_helpers():
         _layers.check_labels_match(rgb, Labels(np.zeros((10, 12), np.uint8)))
     assert _layers.next_free_id(Labels(np.array([[0, 3], [7, 0]]))) == 8
     assert _layers.image_slice(rgb, (1,)).shape == (10, 12, 3)
+
+
+# ---------------------------------------------------------------- the widget's label store
+def test_napari_store_writes_only_its_region_as_one_undo_step():
+    from napari_fcfi._qt.store import NapariLabelStore
+
+    labels = Labels(np.zeros((2, 30, 40), np.uint32))
+    labels.data[1, 0, 0] = 3  # outside the region: never touched
+    store = NapariLabelStore(labels)
+    values = np.zeros((5, 6), np.uint32)
+    values[1:4, 2:5] = 7
+    store.write_region((1,), (10, 15, 20, 26), values)
+    np.testing.assert_array_equal(store.read_region((1,), (10, 15, 20, 26)), values)
+    assert (labels.data == 7).sum() == 9 and labels.data[1, 0, 0] == 3
+    labels.undo()
+    assert not (labels.data == 7).any() and labels.data[1, 0, 0] == 3
+    with pytest.raises(ValueError, match="shape"):
+        store.write_region((1,), (10, 15, 20, 26), values[:2])
+
+
+def test_napari_store_largest_label_follows_every_change():
+    from napari_fcfi._qt.store import NapariLabelStore
+
+    labels = Labels(np.zeros((30, 40), np.uint32))
+    store = NapariLabelStore(labels)
+    assert store.max_label() == 0
+    store.write_region((), (0, 2, 0, 2), np.full((2, 2), 5, np.uint32))
+    assert store.max_label() == 5  # the store's own write
+    labels.paint((20, 20), 9)  # the user paints a new label by hand
+    assert store.max_label() == 9
+    labels.undo()  # napari's own undo (no paint event)
+    labels.data[0, 10] = 12  # and a script that writes and refreshes the layer
+    labels.refresh()
+    assert store.max_label() == 12
+    labels.data = np.full((30, 40), 30, np.uint32)  # new data
+    assert store.max_label() == 30

@@ -75,9 +75,9 @@ def plane_reader(image_layer):
     from a worker thread (it holds the array, not the layer)."""
     import threading
 
+    from .inference.inputs import PreparedImage
     from .inference.lazy import PlaneView
     from .inference.normalize import sample_intensity_range
-    from .inference.predictor import PreparedImage
 
     data = image_data(image_layer)
     rgb = bool(getattr(image_layer, "rgb", False))
@@ -179,13 +179,29 @@ def history_group(labels_layer):
 def set_plane(labels_layer, key: SliceKey, new_plane: np.ndarray) -> int:
     """Make plane ``key`` equal ``new_plane`` through napari's history; returns the number of
     changed pixels (nothing is recorded when nothing changes)."""
-    old = np.asarray(labels_layer.data[tuple(key)])
-    diff = old != new_plane
+    h, w = new_plane.shape[-2:]
+    return set_region(labels_layer, key, (0, h, 0, w), new_plane)
+
+
+def read_region(labels_layer, key: SliceKey, rect) -> np.ndarray:
+    """A copy of the rectangle ``rect`` ``(y0, y1, x0, x1)`` of label plane ``key``."""
+    y0, y1, x0, x1 = rect
+    return np.array(labels_layer.data[tuple(key) + (slice(y0, y1), slice(x0, x1))], copy=True)
+
+
+def set_region(labels_layer, key: SliceKey, rect, values: np.ndarray) -> int:
+    """Make the rectangle ``rect`` of plane ``key`` equal ``values`` through napari's
+    history, touching only its changed pixels; returns their number."""
+    y0, y1, x0, x1 = rect
+    old = np.asarray(labels_layer.data[tuple(key) + (slice(y0, y1), slice(x0, x1))])
+    if old.shape != values.shape:
+        raise ValueError(f"region shape {values.shape} does not match {old.shape}")
+    diff = old != values
     if not diff.any():
         return 0
     yy, xx = np.nonzero(diff)
-    indices = tuple(np.full(yy.shape, k, dtype=np.intp) for k in key) + (yy, xx)
-    labels_layer.data_setitem(indices, new_plane[diff])
+    indices = tuple(np.full(yy.shape, k, dtype=np.intp) for k in key) + (yy + y0, xx + x0)
+    labels_layer.data_setitem(indices, values[diff])
     return int(yy.size)
 
 

@@ -10,36 +10,56 @@ from typing import Any
 
 import numpy as np
 
-from .planes import SliceKey
+from .planes import Rect, SliceKey, rect_contains, reframe
 
 
 @dataclass
 class SliceState:
-    """The object on one plane.
+    """The object on one plane, within the rectangle ``rect`` of that plane around it.
 
-    ``before``: the label plane when the object first touched this plane (what a reset
-    restores); ``written``: the object's mask as the editor last wrote or read it back (a
-    difference from the labels is a hand edit); ``session``: the click history there
-    (an :class:`~napari_fcfi.inference.session.InteractiveSession`, ``None`` until the
-    next click starts one from the object's current pixels). ``masks`` holds the mask the
-    editor wrote at each step of that history and ``position`` the current step, so undo
-    and redo put back exactly what was written then.
+    ``before``: the labels in ``rect`` when the editor first looked there (what a reset
+    restores); ``written``: the object's mask in ``rect`` as the editor last wrote or read
+    it back (a difference from the labels is a hand edit); ``session``: the click history
+    there (an :class:`~napari_fcfi.inference.session.InteractiveSession`, ``None`` until
+    the next click starts one from the object's current pixels). ``masks`` holds the mask
+    the editor wrote at each step of that history (with the rect it covers) and
+    ``position`` the current step, so undo and redo put back exactly what was written then.
+
+    ``rect`` only grows (:meth:`grow`): it is the whole plane on images of ordinary size,
+    and the object's neighbourhood on very large ones.
     """
 
+    rect: Rect
     before: np.ndarray
     written: np.ndarray
     session: Any = None
-    masks: list[np.ndarray] = field(default_factory=list)
+    masks: list[tuple[Rect, np.ndarray]] = field(default_factory=list)
     position: int = 0
 
     @property
     def clicks(self) -> list[tuple[int, int, bool]]:
         return [] if self.session is None else list(self.session.clicks)
 
+    def grow(self, rect: Rect, labels: np.ndarray) -> None:
+        """Extend ``rect`` to ``rect``, given the current ``labels`` there (``rect`` must
+        contain the current one): the new pixels' ``before`` is what they hold now, and the
+        object is not written there yet."""
+        if rect == self.rect:
+            return
+        if not rect_contains(rect, self.rect):
+            raise ValueError(f"rect {rect} does not contain {self.rect}")
+        before = np.array(labels, copy=True)
+        oy, ox = self.rect[0] - rect[0], self.rect[2] - rect[2]
+        h, w = self.before.shape
+        before[oy : oy + h, ox : ox + w] = self.before
+        self.before = before
+        self.written = reframe(self.written, self.rect, rect, False)
+        self.rect = rect
+
     def begin(self, session, start: np.ndarray) -> None:
-        """A new click history that starts from the object's mask ``start``."""
+        """A new click history that starts from the object's mask ``start`` (in ``rect``)."""
         self.session = session
-        self.masks = [start.copy()]
+        self.masks = [(self.rect, start.copy())]
         self.position = 0
 
     def drop_history(self) -> None:
@@ -49,13 +69,15 @@ class SliceState:
         self.position = 0
 
     def push(self, mask: np.ndarray) -> None:
-        """A new step of the history wrote ``mask`` (steps after an undo are dropped)."""
+        """A new step of the history wrote ``mask`` (in ``rect``; steps after an undo are
+        dropped)."""
         del self.masks[self.position + 1 :]
-        self.masks.append(mask.copy())
+        self.masks.append((self.rect, mask.copy()))
         self.position = len(self.masks) - 1
 
-    def move(self, undo: bool) -> np.ndarray:
-        """Step the history back (or forward); returns the mask written at that step."""
+    def move(self, undo: bool) -> tuple[Rect, np.ndarray]:
+        """Step the history back (or forward); returns the mask written at that step, with
+        its rect."""
         self.position += -1 if undo else 1
         return self.masks[self.position]
 

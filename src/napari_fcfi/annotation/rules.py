@@ -20,6 +20,11 @@ decided against the labels and state that the earlier commands left.
 * **Threshold, predictor settings.** The threshold redraws the object on the given
   plane; new settings restart the click histories from the object's current pixels.
 * **Propagate.** See :mod:`.propagation`.
+
+**Where a command looks.** On images of ordinary size, the whole plane, as described
+above; on very large planes, the rectangle around the object (see :mod:`.regions`). A hand
+edit is read back when it lies in that rectangle; pixels painted with the object's id far
+away from it are left as they are by the object's clicks, undo and reset.
 """
 
 from __future__ import annotations
@@ -30,10 +35,20 @@ from collections.abc import Callable
 import numpy as np
 
 from . import commands as cmd
+from . import regions
 from .events import ClicksChanged, Error, Events, LabelsChanged, ObjectChanged, Progress, Status
 from .executor import Job
 from .objects import EditorState, ObjectState, PropagationRecord, SliceState
-from .planes import SliceKey, compose_object, restore_object
+from .planes import (
+    Rect,
+    SliceKey,
+    compose_object,
+    full_rect,
+    mask_rect,
+    rect_of_slices,
+    reframe,
+    restore_object,
+)
 from .predictors import PredictorCache
 from .propagation import FAILED, PropagationRun, apply_record, propagation_work
 from .sequencer import Sequencer
@@ -78,53 +93,76 @@ class Rules:
         self._emit(Error(f"{type(exc).__name__}: {exc}"), ClicksChanged())
 
     def new_session(self, predictor, image, feedback):
-        """A click history on ``image`` starting from ``feedback`` (a mask or ``None``)."""
+        """A click history on ``image`` starting from ``feedback`` (a mask, a
+        :class:`~napari_fcfi.inference.maps.RoiMap` or ``None``)."""
+        from ..inference.maps import RoiMap
+
         factory = self._session_factory
         if factory is None:
             from ..inference.session import InteractiveSession as factory
-        fb = None if feedback is None else np.asarray(feedback, dtype=np.float32)
+        fb = feedback
+        if fb is not None and not isinstance(fb, RoiMap):
+            fb = np.asarray(fb, dtype=np.float32)
         return factory(predictor, image, feedback=fb)
 
-    def _write_mask(self, obj: ObjectState, key, state: SliceState, mask, overwrite) -> None:
-        """Write the object's ``mask`` on plane ``key`` (one undo step of the store)."""
+    # ------------------------------------------------------------------ rectangles
+    def _plane_shape(self) -> tuple[int, int]:
+        return int(self.state.shape[-2]), int(self.state.shape[-1])
+
+    def _write_mask(
+        self, obj: ObjectState, key, state: SliceState, rect: Rect, mask, overwrite
+    ) -> None:
+        """Write the object's ``mask`` (covering ``rect``) on plane ``key`` (one undo step of
+        the store); only the rectangle around the object is read and written."""
         store = self.state.require_store()
-        plane = store.read_plane(key)
-        new = compose_object(plane, mask, obj.object_id, overwrite, before=state.before)
-        store.write_plane(key, new)
+        grow_to = mask_rect(mask, (rect[0], rect[2]))
+        labels = regions.look(store, key, state, grow_to if grow_to is not None else state.rect)
+        mask = reframe(np.asarray(mask, dtype=bool), rect, state.rect, False)
+        new = compose_object(labels, mask, obj.object_id, overwrite, before=state.before)
+        store.write_region(key, state.rect, new)
         state.written = new == obj.object_id
         obj.propagation = None  # a newer edit: undo now means "undo the click"
         self._emit(LabelsChanged((key,)))
+
+    def _whole_plane(self, key, state: SliceState, plane: np.ndarray) -> None:
+        """Grow ``state`` to the whole plane; ``plane`` gives the new pixels' ``before``."""
+        state.grow(full_rect(plane.shape), plane)
 
     # ------------------------------------------------------------------ clicks
     def click(self, c: cmd.Click) -> None:
         st = self.state
         store = st.require_store()
-        plane = store.read_plane(c.key)
-        if not (0 <= c.y < plane.shape[0] and 0 <= c.x < plane.shape[1]):
+        shape = self._plane_shape()
+        if not (0 <= c.y < shape[0] and 0 <= c.x < shape[1]):
             raise ValueError("click is outside the image")
         obj = st.object
         if obj is None:
-            value = int(plane[c.y, c.x])
+            value = int(store.read_region(c.key, (c.y, c.y + 1, c.x, c.x + 1))[0, 0])
             if value == 0 and not c.positive:
                 message = "start an object with a positive click (or click inside a label)"
                 self._emit(Error(message), ClicksChanged())
                 return
             obj = st.object = ObjectState(value if value != 0 else st.next_id())
             self._emit(ObjectChanged(obj.object_id, obj.object_id))
-        current = plane == obj.object_id
         state = obj.slices.get(c.key)
         if state is None:
+            rect, labels = regions.start_rect(store, c.key, shape, obj.object_id, c.y, c.x)
+            current = labels == obj.object_id
             if not c.positive and not current.any():
                 obj.stops.append((c.key, c.y, c.x))
                 self._emit(Status(f"stop marker on slice {c.key} for propagation"))
                 self._emit(ClicksChanged())
                 return
-            state = obj.slices[c.key] = SliceState(before=plane, written=current)
+            state = obj.slices[c.key] = SliceState(rect, before=labels, written=current)
+        else:
+            near = regions.neighbourhood(shape, regions.extent(state), c.y, c.x)
+            labels = regions.look(store, c.key, state, near)
+            current = labels == obj.object_id
         feedback, previous = None, state.written
         if not np.array_equal(current, state.written):
             feedback = current  # a hand edit since the last write: the new feedback
             state.written = current
-        start = state.written
+        start, rect = state.written, state.rect
         session, settings, threshold = state.session, st.settings, st.threshold
         read_image, predictors = st.read_image, self.predictors
 
@@ -133,25 +171,27 @@ class Rules:
             s, fed = session, False
             if s is None:
                 # a new history starts from the object's current pixels on this plane
-                s = self.new_session(predictor, read_image(c.key), start if start.any() else None)
+                fb = regions.feedback_map(shape, rect, start) if start.any() else None
+                s = self.new_session(predictor, read_image(c.key), fb)
             elif feedback is not None:
-                s.set_feedback(feedback)
+                s.set_feedback(regions.feedback_map(shape, rect, feedback))
                 fed = True
             try:
-                s.add_click(c.y, c.x, c.positive)
+                s.click(c.y, c.x, c.positive)
             except Exception:
                 if fed:
                     s.undo()  # the history stays as it was
                 raise
-            return s, fed, np.array(s.mask, dtype=bool, copy=True)
+            slices, values = s.mask_roi
+            return s, fed, rect_of_slices(*slices), np.array(values, dtype=bool, copy=True)
 
         def done(result) -> None:
-            s, fed, mask = result
+            s, fed, mask_at, mask = result
             if s is not session:
                 state.begin(s, start)
             elif fed:
                 state.push(feedback)
-            self._write_mask(obj, c.key, state, mask, c.overwrite)
+            self._write_mask(obj, c.key, state, mask_at, mask, c.overwrite)
             state.push(state.written)
             self._emit(ClicksChanged())
 
@@ -179,7 +219,7 @@ class Rules:
             self._emit(Status(f"nothing to {'undo' if undo else 'redo'} on this slice"))
             return
         session.undo() if undo else session.redo()
-        self._write_mask(obj, key, state, state.move(undo), overwrite)
+        self._write_mask(obj, key, state, *state.move(undo), overwrite)
         self._emit(ClicksChanged())
 
     def _apply_record(self, obj: ObjectState, record: PropagationRecord, undo: bool) -> None:
@@ -188,7 +228,9 @@ class Rules:
         for key in keys:
             state = obj.slices.get(key)
             if state is not None:
-                state.written = store.read_plane(key) == obj.object_id
+                plane = store.read_plane(key)
+                self._whole_plane(key, state, plane)
+                state.written = plane == obj.object_id
         word = "undid" if undo else "redid"
         self._emit(LabelsChanged(tuple(keys)))
         self._emit(Status(f"{word} propagation over {len(keys)} slices"))
@@ -201,8 +243,9 @@ class Rules:
         store = self.state.require_store()
         with store.group():
             for key, state in obj.slices.items():
-                plane = store.read_plane(key)
-                store.write_plane(key, restore_object(plane, obj.object_id, state.before))
+                labels = store.read_region(key, state.rect)
+                restored = restore_object(labels, obj.object_id, state.before)
+                store.write_region(key, state.rect, restored)
         keys = tuple(obj.slices)
         obj.slices.clear()
         obj.stops.clear()
@@ -219,8 +262,9 @@ class Rules:
         if state is None or state.session is None or not state.session.clicks:
             return
         state.session.predictor.threshold = c.threshold
-        self._write_mask(obj, c.key, state, state.session.mask, c.overwrite)
-        state.masks[state.position] = state.written.copy()
+        slices, values = state.session.mask_roi
+        self._write_mask(obj, c.key, state, rect_of_slices(*slices), values, c.overwrite)
+        state.masks[state.position] = (state.rect, state.written.copy())
 
     def configure(self, c: cmd.Configure) -> None:
         if c.settings == self.state.settings:
@@ -288,7 +332,10 @@ class Rules:
             written = plane == obj.object_id
             state = obj.slices.get(key)
             if state is None:
-                state = obj.slices[key] = SliceState(before=run.before[key].copy(), written=written)
+                before = run.before[key].copy()
+                state = obj.slices[key] = SliceState(full_rect(plane.shape), before, written)
+            else:  # the labels before the propagation are the new pixels' "before"
+                self._whole_plane(key, state, run.before[key])
             state.written = written
             state.drop_history()  # the next click there starts from this mask
         obj.propagation = PropagationRecord(obj.object_id, run.before, final)

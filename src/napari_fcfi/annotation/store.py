@@ -1,8 +1,10 @@
 """Where the labels live: the :class:`LabelStore` protocol and an in-memory store.
 
-The editor touches labels only through a store, one 2-D plane at a time. A store keeps an
-undo history: each :meth:`~LabelStore.write_plane` is one step, and the writes inside
-``with store.group():`` are one step together. :meth:`~LabelStore.preview_plane` shows a
+The editor touches labels only through a store, one 2-D plane, or one rectangle of a plane,
+at a time: a click reads and writes the rectangle around its object
+(:meth:`~LabelStore.read_region`, :meth:`~LabelStore.write_region`), so its cost does not
+grow with the image. A store keeps an undo history: each write is one step, and the writes
+inside ``with store.group():`` are one step together. :meth:`~LabelStore.preview_plane` shows a
 plane without recording it (a propagation shows its slices as they arrive and records
 them as one step at the end).
 
@@ -18,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .planes import SliceKey
+from .planes import Rect, SliceKey, full_rect, rect_slices
 
 
 @runtime_checkable
@@ -32,6 +34,16 @@ class LabelStore(Protocol):
     def write_plane(self, key: SliceKey, plane: np.ndarray) -> None:
         """Make plane ``key`` equal ``plane``; recorded as one undo step unless inside
         :meth:`group`. Writing an unchanged plane records nothing."""
+        ...
+
+    def read_region(self, key: SliceKey, rect: Rect) -> np.ndarray:
+        """A copy of the rectangle ``rect`` of plane ``key``."""
+        ...
+
+    def write_region(self, key: SliceKey, rect: Rect, values: np.ndarray) -> None:
+        """Make the rectangle ``rect`` of plane ``key`` equal ``values``; one undo step
+        unless inside :meth:`group`; nothing is recorded when nothing changes. Pixels
+        outside ``rect`` are not touched."""
         ...
 
     def group(self) -> AbstractContextManager:
@@ -58,9 +70,10 @@ class ArrayLabelStore:
         if data.ndim < 2 or not np.issubdtype(data.dtype, np.integer):
             raise ValueError(f"labels must be an integer array of 2 or more axes, got {data.dtype}")
         self.data = data
-        self._undo: list[list[tuple[SliceKey, np.ndarray, np.ndarray]]] = []
-        self._redo: list[list[tuple[SliceKey, np.ndarray, np.ndarray]]] = []
-        self._open: list[tuple[SliceKey, np.ndarray, np.ndarray]] | None = None
+        # changes: (index into data, old values, new values)
+        self._undo: list[list[tuple[tuple, np.ndarray, np.ndarray]]] = []
+        self._redo: list[list[tuple[tuple, np.ndarray, np.ndarray]]] = []
+        self._open: list[tuple[tuple, np.ndarray, np.ndarray]] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -69,16 +82,22 @@ class ArrayLabelStore:
     def read_plane(self, key: SliceKey) -> np.ndarray:
         return np.array(self.data[tuple(key)], copy=True)
 
+    def read_region(self, key: SliceKey, rect: Rect) -> np.ndarray:
+        return np.array(self.data[tuple(key) + rect_slices(rect)], copy=True)
+
     def write_plane(self, key: SliceKey, plane: np.ndarray) -> None:
-        key = tuple(key)
-        old = np.array(self.data[key], copy=True)
-        new = np.asarray(plane, dtype=self.data.dtype)
+        self.write_region(key, full_rect(self.data.shape), plane)
+
+    def write_region(self, key: SliceKey, rect: Rect, values: np.ndarray) -> None:
+        index = tuple(key) + rect_slices(rect)
+        old = np.array(self.data[index], copy=True)
+        new = np.asarray(values, dtype=self.data.dtype)
         if new.shape != old.shape:
-            raise ValueError(f"plane shape {new.shape} does not match {old.shape}")
+            raise ValueError(f"region shape {new.shape} does not match {old.shape}")
         if np.array_equal(old, new):
             return
-        self.data[key] = new
-        change = (key, old, new.copy())
+        self.data[index] = new
+        change = (index, old, new.copy())
         if self._open is not None:
             self._open.append(change)
         else:
