@@ -169,7 +169,7 @@ def test_device_pick_and_state_roundtrip():
 
 
 def test_normalisation_is_cached_per_image(monkeypatch):
-    from napari_fcfi.inference import predictor as mod
+    from napari_fcfi.inference import inputs as mod
 
     calls = []
     real = mod.intensity_range
