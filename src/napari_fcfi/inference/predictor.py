@@ -125,6 +125,15 @@ class View:
     def resized(self) -> bool:
         return (self.box[1] - self.box[0] + 1, self.box[3] - self.box[2] + 1) != self.net_hw
 
+    @property
+    def sampled(self) -> bool:
+        """The box holds more than :data:`SAMPLE_RATIO` times the network input's pixels:
+        its input is read at the network's grid and its answer kept at network resolution
+        (see the module docstring, **Memory**)."""
+        h, w = self.box[1] - self.box[0] + 1, self.box[3] - self.box[2] + 1
+        nh, nw = self.net_hw
+        return h * w > SAMPLE_RATIO * nh * nw and h >= nh and w >= nw
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -558,7 +567,7 @@ class Predictor:
         r0, r1, c0, c1 = view.box
         nh, nw = view.net_hw
         gate = 0.0 if prev is None or not prev.any_above(0.0) else 1.0
-        if view.resized and (r1 - r0 + 1) * (c1 - c0 + 1) > SAMPLE_RATIO * nh * nw:
+        if view.sampled:
             crop = _sampled_input(prepared, prev, view)  # already at the network's size
         else:
             rgb = prepared.crop(view.box)
@@ -669,11 +678,9 @@ class Predictor:
 def _paste(m: torch.Tensor, job) -> Map:
     """A (1, 1, h, w) network-resolution map pasted back into the job's view box: kept at
     network resolution (a :class:`~napari_fcfi.inference.resample.ScaledMap`, read on
-    demand) when the box holds more than :data:`SAMPLE_RATIO` times its pixels."""
+    demand) for a sampled view (:attr:`View.sampled`)."""
     r0, r1, c0, c1 = job.view.box
-    h, w = r1 - r0 + 1, c1 - c0 + 1
-    nh, nw = m.shape[-2:]
-    if h * w > SAMPLE_RATIO * nh * nw and h >= nh and w >= nw:
+    if job.view.sampled:
         return ScaledMap(job.full_shape, job.view.box, m[0, 0].cpu().numpy())
     if job.view.resized or job.view.zoomed:
         m = F.interpolate(m, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=True)
