@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The model card's robot-user protocol for one weights file, on both validation splits:
 # 20 clicks, seed 0, `fcfi`, 300 instances per set (or N with --instances N), the two sets
-# in parallel with one torch thread each (about 9 minutes on 2 cores). With --ablation the
+# in parallel with one torch thread each (3-4 minutes on a quiet 2-core Xeon). With --ablation the
 # feedback ablation of the model card follows (100 instances per set, fcfi and
 # fcfi-nofeedback). Prints a one-line summary per run; the JSON files land in OUT.
 #
@@ -37,6 +37,15 @@ run() {  # name images labels instances method
     --method "$5" --json "$OUT/$1.json" > "$OUT/$1.log" 2>&1
 }
 
+pair() {  # the two sets in parallel: name-suffix instances method; fails with the log of a failed run
+  run "dsb$1" "$D/images" "$D/labels" "$2" "$3" & local a=$!
+  run "usi$1" "$U/images" "$U/labels" "$2" "$3" & local b=$!
+  local rc=0
+  wait "$a" || { rc=1; tail -n 5 "$OUT/dsb$1.log" >&2; }
+  wait "$b" || { rc=1; tail -n 5 "$OUT/usi$1.log" >&2; }
+  return "$rc"
+}
+
 summary() {
   python - "$@" <<'EOF'
 import json, sys
@@ -49,16 +58,12 @@ for path in sys.argv[1:]:
 EOF
 }
 
-run dsb-fcfi "$D/images" "$D/labels" "$N" fcfi &
-run usi-fcfi "$U/images" "$U/labels" "$N" fcfi &
-wait
+pair -fcfi "$N" fcfi
 summary "$OUT/dsb-fcfi.json" "$OUT/usi-fcfi.json"
 
 if [ "$ABLATION" = 1 ]; then
   for m in fcfi fcfi-nofeedback; do
-    run "dsb100-$m" "$D/images" "$D/labels" 100 "$m" &
-    run "usi100-$m" "$U/images" "$U/labels" 100 "$m" &
-    wait
+    pair "100-$m" 100 "$m"
   done
   summary "$OUT"/dsb100-fcfi.json "$OUT"/dsb100-fcfi-nofeedback.json \
     "$OUT"/usi100-fcfi.json "$OUT"/usi100-fcfi-nofeedback.json

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,8 +19,8 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "validate_wei
 
 
 def _env():
-    env = dict(os.environ)
-    bindir = pathlib.Path(shutil.which("napari-fcfi") or "").parent
+    env = dict(os.environ)  # this interpreter's napari-fcfi and python come first
+    bindir = pathlib.Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -101,3 +101,23 @@ def test_missing_data_names_the_folder(tmp_path):
     )
     assert res.returncode == 1
     assert "missing data folder" in res.stderr and "nowhere" in res.stderr
+
+
+def test_a_failed_evaluation_fails_the_script_and_shows_why(tmp_path):
+    shared = tmp_path / "shared"
+    _tiny_set(shared, "data/dsb2018/train", np.random.default_rng(0))
+    _tiny_set(shared, "data/usiigaci", np.random.default_rng(1))
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    env = _env()
+    env["SHARED"] = str(shared)
+    res = subprocess.run(
+        ["bash", str(SCRIPT), str(broken), str(tmp_path / "out"), "--instances", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode != 0
+    assert "napari-fcfi evaluate:" in res.stderr  # the failed run's own message
+    assert "NoC@80/85/90" not in res.stdout
