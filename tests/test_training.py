@@ -179,6 +179,12 @@ def test_tiny_training_run_and_resume(tmp_path, dataset, init_weights):
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     cfg = json.loads((tmp_path / "part.json").read_text())
     assert cfg["training"]["steps"] == 3 and cfg["arch"] == "fcfi-lite"
+    recipe = {k: cfg["training"][k] for k in ("lr", "max_robot_clicks", "freeze_blocks")}
+    assert recipe == {
+        "lr": resumed.lr,
+        "max_robot_clicks": resumed.max_robot_clicks,
+        "freeze_blocks": resumed.freeze_blocks,
+    }
 
 
 def test_resume_without_checkpoint_raises(tmp_path, dataset, init_weights):

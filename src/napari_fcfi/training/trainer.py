@@ -592,6 +592,11 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
             "init": cfg.init or "imagenet:efficientnet-lite0",
             "datasets": {name: [len(items), len(val)] for name, items, val in data},
             "seed": cfg.seed,
+            # the recipe, so that the weights say how they were made
+            "lr": cfg.lr,
+            "max_robot_clicks": cfg.max_robot_clicks,
+            "freeze_blocks": cfg.freeze_blocks,
+            "scale_mode": cfg.scale_mode,
         }
     }
     save_lite(model, cfg.out, extra=info)
