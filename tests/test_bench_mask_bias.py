@@ -54,12 +54,36 @@ def test_rows_follow_the_clicks(bench):
 
 def test_summary_bins_by_area_and_click(bench):
     rows = [
-        {"area": 50, "click": 1, "area_ratio": 1.2, "iou@0.3": 0.5, "iou@0.49": 0.6,
-         "iou@0.7": 0.4, "iou_grown": 0.5, "iou_shrunk": 0.5},
-        {"area": 80, "click": 1, "area_ratio": 0.8, "iou@0.3": 0.7, "iou@0.49": 0.8,
-         "iou@0.7": 0.6, "iou_grown": 0.7, "iou_shrunk": 0.3},
-        {"area": 300, "click": 1, "area_ratio": 1.0, "iou@0.3": 0.9, "iou@0.49": 0.9,
-         "iou@0.7": 0.9, "iou_grown": 0.8, "iou_shrunk": 0.8},
+        {
+            "area": 50,
+            "click": 1,
+            "area_ratio": 1.2,
+            "iou@0.3": 0.5,
+            "iou@0.49": 0.6,
+            "iou@0.7": 0.4,
+            "iou_grown": 0.5,
+            "iou_shrunk": 0.5,
+        },
+        {
+            "area": 80,
+            "click": 1,
+            "area_ratio": 0.8,
+            "iou@0.3": 0.7,
+            "iou@0.49": 0.8,
+            "iou@0.7": 0.6,
+            "iou_grown": 0.7,
+            "iou_shrunk": 0.3,
+        },
+        {
+            "area": 300,
+            "click": 1,
+            "area_ratio": 1.0,
+            "iou@0.3": 0.9,
+            "iou@0.49": 0.9,
+            "iou@0.7": 0.9,
+            "iou_grown": 0.8,
+            "iou_shrunk": 0.8,
+        },
     ]
     table = bench.summarize(rows)
     assert [(e["area"], e["n"]) for e in table] == [("0-100", 2), ("250-600", 1)]
