@@ -23,20 +23,17 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from napari_fcfi.evaluation.clicker import next_click
+from napari_fcfi.evaluation.robot import SIZE_BINS, THRESHOLD
+from napari_fcfi.masks import iou
+
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018" / "train"
-THRESHOLDS = (0.3, 0.49, 0.7)
-AREA_BINS = (0, 100, 250, 600, 2000, 8000, np.inf)
+THRESHOLDS = (0.3, THRESHOLD, 0.7)
+AREA_BINS = (*SIZE_BINS, np.inf)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
-
-
-def object_rows(method, gt: np.ndarray, clicks_at, threshold: float = 0.49) -> list[dict]:
+def object_rows(method, gt: np.ndarray, clicks_at, threshold: float = THRESHOLD) -> list[dict]:
     """Robot-user clicks on one object; a row for each click number in ``clicks_at``."""
-    from napari_fcfi.evaluation.clicker import next_click
-
     want = sorted(set(int(k) for k in clicks_at))
     area = int(gt.sum())
     method.start_object()
@@ -51,9 +48,9 @@ def object_rows(method, gt: np.ndarray, clicks_at, threshold: float = 0.49) -> l
             continue
         row = {"area": area, "click": k, "area_ratio": float(pred.sum() / area)}
         for t in THRESHOLDS:
-            row[f"iou@{t}"] = _iou(prob > t, gt)
-        row["iou_grown"] = _iou(ndi.binary_dilation(pred), gt)
-        row["iou_shrunk"] = _iou(ndi.binary_erosion(pred), gt)
+            row[f"iou@{t}"] = iou(prob > t, gt)
+        row["iou_grown"] = iou(ndi.binary_dilation(pred), gt)
+        row["iou_shrunk"] = iou(ndi.binary_erosion(pred), gt)
         rows.append(row)
     return rows
 
