@@ -94,6 +94,9 @@ def main(argv=None) -> int:
         help="'stub', 'w1-h18s', 'w1-r101', a model name or a checkpoint path (default: built-in)",
     )
     ap.add_argument("--target-size", type=int, default=None, help="zoom_in_target_size")
+    ap.add_argument(
+        "--flip-axes", choices=["x", "xy"], default=None, help="flip averaging (default: model's)"
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 8000])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--clicks", type=int, default=5, choices=range(2, len(CLICKS) + 1))
@@ -109,7 +112,9 @@ def main(argv=None) -> int:
     policy = ThreadPolicy(None if args.threads == "auto" else args.threads)
     policy.apply()
     net, model_name = load(args.model, args.device)
-    predictor = Predictor(net, device=args.device, zoom_in_target_size=args.target_size)
+    predictor = Predictor(
+        net, device=args.device, zoom_in_target_size=args.target_size, flip_axes=args.flip_axes
+    )
     results = {
         "model": model_name,
         "device": str(predictor.device),
@@ -118,6 +123,7 @@ def main(argv=None) -> int:
         "load_average_before": os.getloadavg()[0],
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
         "zoom_in_target_size": predictor.zoom_in_target_size,
+        "flip_axes": predictor.flip_axes,
         "sizes": {},
     }
     background = start_background_load(args.background_load)

@@ -71,6 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--first-click", choices=["auto", "window"], default=None)
     p.add_argument("--target-size", type=int, default=None)
     p.add_argument("--min-crop", type=int, default=None)
+    p.add_argument("--first-expansion", type=float, default=None)
+    p.add_argument("--flip-axes", choices=["x", "xy"], default=None)
     p.add_argument("--min-area", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)
@@ -96,6 +98,8 @@ def main(argv=None) -> int:
         first_click=args.first_click,
         zoom_in_target_size=args.target_size,
         zoom_in_min_crop_size=args.min_crop,
+        first_click_expansion_ratio=args.first_expansion,
+        flip_axes=args.flip_axes,
     )
     rows = first_click_ious(predictor, image, labels, args.min_area)
     ious = np.array([r["iou"] for r in rows])
@@ -107,6 +111,8 @@ def main(argv=None) -> int:
         "first_click": predictor.first_click,
         "target_size": predictor.zoom_in_target_size,
         "min_crop": predictor.zoom_in_min_crop_size,
+        "first_click_expansion": predictor.first_click_expansion_ratio,
+        "flip_axes": predictor.flip_axes,
         "rows": rows,
     }
     print(

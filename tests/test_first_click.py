@@ -97,10 +97,12 @@ def test_auto_is_first_click_only_and_skipped_with_feedback():
     net, pred = make("auto")
     prob = pred.predict(image, [(300, 300, True)])
     state = pred.get_state()
-    assert state.roi is not None  # later clicks continue from the fitted ROI
+    # the first click's box is not kept: the second click computes its own zoom-in ROI
+    assert state.roi is None and state.prev_map is not None
     n = len(net.calls)
     pred.predict(image, [(300, 300, True), (310, 320, True)], prob)
     assert len(net.calls) == n + 1  # a later click is one pass
+    assert pred.last_prediction.roi_recomputed and pred.get_state().roi is not None
     pred.reset_state()
     n = len(net.calls)
     pred.predict(image, [(300, 300, True)], disk)  # a painted label: its own view, one pass
@@ -114,3 +116,29 @@ def test_first_click_setting_is_validated_and_read_from_the_model():
     net.inference_defaults = {"first_click": "auto"}
     assert Predictor(net, device="cpu").first_click == "auto"
     assert Predictor(ThresholdNet(), device="cpu").first_click == "window"
+
+
+def test_first_click_and_later_clicks_have_their_own_expansion():
+    image, disk = disk_image((600, 600), (300, 300), 50)  # 101 px across
+    net, pred = make("auto", zoom_in_expansion_ratio=1.5, first_click_expansion_ratio=2.0)
+    prob = pred.predict(image, [(300, 300, True)])
+    r0, r1, c0, c1 = pred.last_prediction.view.box
+    assert 195 <= r1 - r0 + 1 <= 210 and 195 <= c1 - c0 + 1 <= 210  # 2 x 101
+    pred.predict(image, [(300, 300, True), (290, 310, True)], prob)
+    r0, r1, c0, c1 = pred.last_prediction.view.box
+    assert 145 <= r1 - r0 + 1 <= 160 and 145 <= c1 - c0 + 1 <= 160  # 1.5 x 101
+    assert iou(pred.predict(image, [(300, 300, True), (290, 310, True)], prob) > 0.49, disk) > 0.95
+
+
+def test_first_click_expansion_defaults_to_the_zoom_in_ratio_and_is_validated():
+    _, pred = make("auto", zoom_in_expansion_ratio=1.7)
+    assert pred.first_click_expansion_ratio == 1.7
+    with pytest.raises(ValueError, match="first_click_expansion_ratio"):
+        make("auto", first_click_expansion_ratio=0)
+    net = ThresholdNet()
+    net.inference_defaults = {"first_click_expansion_ratio": -1.0}
+    with pytest.raises(ValueError, match="first_click_expansion_ratio.*inference_defaults"):
+        Predictor(net, device="cpu")
+    net.inference_defaults = {"first_click_expansion_ratio": 2.5, "zoom_in_expansion_ratio": 1.5}
+    pred = Predictor(net, device="cpu")
+    assert (pred.first_click_expansion_ratio, pred.zoom_in_expansion_ratio) == (2.5, 1.5)

@@ -84,6 +84,10 @@ class SettingsPanel:
         self.zoom_check.setChecked(True)
         self.flip_check = QCheckBox("Flip")
         self.flip_check.setChecked(True)
+        self.flip_check.setToolTip(
+            "Average the prediction with those of the mirrored image (the model's flips: "
+            "left-right, or left-right and up-down for the built-in model)."
+        )
         self.fit_check = QCheckBox("Fit to object")
         self.fit_check.setChecked(True)
         self.fit_check.setToolTip(

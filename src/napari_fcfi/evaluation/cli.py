@@ -47,7 +47,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--target-size", type=int, default=None, help="zoom-in network input size")
     p.add_argument("--min-crop", type=int, default=None, help="zoom-in minimum crop size")
-    p.add_argument("--expansion", type=float, default=None, help="zoom-in expansion ratio")
+    p.add_argument(
+        "--expansion", type=float, default=None, help="zoom-in expansion ratio (later clicks)"
+    )
+    p.add_argument(
+        "--first-expansion",
+        type=float,
+        default=None,
+        help="expansion ratio of the object-scale first click's box (default: the model's setting)",
+    )
+    p.add_argument(
+        "--flip-axes",
+        choices=["x", "xy"],
+        default=None,
+        help="flip averaging: x (two passes) or xy (four passes) (default: the model's setting)",
+    )
     p.add_argument("--no-flip", action="store_true", help="no flip averaging")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
@@ -180,6 +194,8 @@ def run(args) -> int:
                 zoom_in_target_size=args.target_size,
                 zoom_in_min_crop_size=args.min_crop,
                 zoom_in_expansion_ratio=args.expansion,
+                first_click_expansion_ratio=args.first_expansion,
+                flip_axes=args.flip_axes,
             )
         except (ValueError, FileNotFoundError) as exc:
             print(f"napari-fcfi evaluate: {exc}", file=sys.stderr)
@@ -219,6 +235,16 @@ def run(args) -> int:
         areas=areas,
         reference=reference,
     )
+    if predictor is not None:
+        result["settings"] = {
+            "first_click": predictor.first_click,
+            "first_click_expansion_ratio": predictor.first_click_expansion_ratio,
+            "zoom_in_target_size": predictor.zoom_in_target_size,
+            "zoom_in_expansion_ratio": predictor.zoom_in_expansion_ratio,
+            "zoom_in_min_crop_size": predictor.zoom_in_min_crop_size,
+            "flip": predictor.flip,
+            "flip_axes": predictor.flip_axes,
+        }
     miou = result["mIoU"]
     print(
         f"{args.method}: {result['instances']} instances, NoC@80 {result['NoC@80']:.2f}, "

@@ -28,13 +28,18 @@ What happens for one click (the order of the official predictor, see
      window finds the object's extent: the connected part of ``prob > 0.5`` at the click;
      while that part touches the window's border, the window grows x2.5 (resized to the
      target size) up to twice. The second pass is a zoom-in on that extent (expanded by
-     ``zoom_in_expansion_ratio``, at least ``zoom_in_min_crop_size``), with the same click
-     and no feedback: the object reaches the network at the scale it was trained at,
-     whatever its size in the image. The zoom state continues from that ROI.
+     ``first_click_expansion_ratio``, at least ``zoom_in_min_crop_size``), with the same
+     click and no feedback: the object reaches the network at the scale it was trained at,
+     whatever its size in the image. That box is not kept as the zoom-in ROI: the second
+     click computes its own from the first mask and the clicks (with
+     ``zoom_in_expansion_ratio``), so later clicks may look closer than the first one.
      ``first_click="window"`` keeps the single pass (the official predictor).
 
-2. **Flip.** With ``flip=True`` the batch is ``[x, flip(x)]`` (clicks ``x -> W - x - 1``);
-   the two logit maps are averaged, ``0.5 * (a + flip(b))``, *before* the sigmoid.
+2. **Flip.** With ``flip=True`` and ``flip_axes="x"`` the batch is ``[x, flip(x)]``
+   (clicks ``x -> W - x - 1``); the two logit maps are averaged, ``0.5 * (a + flip(b))``,
+   *before* the sigmoid (the official predictor). ``flip_axes="xy"`` adds the vertical flip
+   and both flips (clicks ``y -> H - y - 1``): four passes in one batch, the four logit
+   maps averaged after undoing each flip.
 3. **Paste.** Sigmoid, then the map is resized back to the view (bilinear,
    ``align_corners=True``) and pasted into zeros: the probability is exactly 0 outside the
    view. The two feedback maps get the same flip and paste, without the sigmoid.
@@ -92,8 +97,12 @@ DEFAULT_ZOOM = {
     "zoom_in_expansion_ratio": 1.4,
     "zoom_in_min_crop_size": 200,
     "first_click": "window",
+    "first_click_expansion_ratio": None,  # None: zoom_in_expansion_ratio
+    "flip_axes": "x",
 }
 FIRST_CLICK_MODES = ("window", "auto")
+#: flip averaging: the official horizontal flip, or horizontal and vertical flips
+FLIP_AXES = {"x": ((), (3,)), "xy": ((), (3,), (2,), (2, 3))}
 #: object-scale first click: the coarse window grows this much, at most this many times
 FIRST_GROW_FACTOR = 2.5
 FIRST_MAX_GROW = 2
@@ -147,8 +156,8 @@ class Prediction:
     feedback_cffm: Map | None
     view: View
     roi_recomputed: bool
-    points: np.ndarray  # (2 or 1, 2N, 3) as passed to the network (original, flipped)
-    new_points: np.ndarray  # (2 or 1, 1, 3) int64
+    points: np.ndarray  # (passes, 2N, 3) as passed to the network (original, flipped...)
+    new_points: np.ndarray  # (passes, 1, 3) int64
     points_dtype: torch.dtype
     gate: float
 
@@ -237,10 +246,13 @@ class Predictor:
     Parameters: ``model`` follows the forward contract of :mod:`napari_fcfi.model`;
     ``first_click`` is ``"auto"`` (object-scale two-pass first click) or ``"window"``;
     ``device`` None picks CUDA, MPS, CPU; ``zoom_in`` and ``flip`` switch the two test-time
-    transforms; ``threshold`` binarises (``prob > threshold``); ``normalize`` is the image
-    policy of :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB
-    in [0, 1]). The ``zoom_in_*`` settings default to ``model.inference_defaults`` and then
-    to 400 / 1.4 / 200 (the official ZoomIn defaults).
+    transforms; ``flip_axes`` is ``"x"`` (horizontal flip, two passes) or ``"xy"`` (both
+    flips, four passes); ``threshold`` binarises (``prob > threshold``); ``normalize`` is
+    the image policy of :mod:`napari_fcfi.inference.normalize` (None: the image is already
+    float RGB in [0, 1]). ``first_click_expansion_ratio`` sets the box of the object-scale
+    first click's second pass (None: ``zoom_in_expansion_ratio``). These settings default
+    to ``model.inference_defaults`` and then to 400 / 1.4 / 200 / ``"x"`` (the official
+    ZoomIn and flip defaults).
     """
 
     def __init__(
@@ -255,6 +267,8 @@ class Predictor:
         zoom_in_expansion_ratio: float | None = None,
         zoom_in_min_crop_size: int | None = None,
         first_click: str | None = None,
+        first_click_expansion_ratio: float | None = None,
+        flip_axes: str | None = None,
     ):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
@@ -275,16 +289,26 @@ class Predictor:
             "zoom_in_expansion_ratio": zoom_in_expansion_ratio,
             "zoom_in_min_crop_size": zoom_in_min_crop_size,
             "first_click": first_click,
+            "first_click_expansion_ratio": first_click_expansion_ratio,
+            "flip_axes": flip_axes,
         }
         settings = {k: (defaults[k] if v is None else v) for k, v in given.items()}
-        if settings["first_click"] not in FIRST_CLICK_MODES:
-            raise ValueError(
-                f"first_click must be one of {FIRST_CLICK_MODES}, got {settings['first_click']!r}"
-            )
-        self.first_click = str(settings["first_click"])
 
         def source(key):
             return " (from the model's inference_defaults)" if given[key] is None else ""
+
+        if settings["first_click"] not in FIRST_CLICK_MODES:
+            raise ValueError(
+                f"first_click must be one of {FIRST_CLICK_MODES}, got "
+                f"{settings['first_click']!r}{source('first_click')}"
+            )
+        self.first_click = str(settings["first_click"])
+        if not isinstance(settings["flip_axes"], str) or settings["flip_axes"] not in FLIP_AXES:
+            raise ValueError(
+                f"flip_axes must be one of {tuple(FLIP_AXES)}, got "
+                f"{settings['flip_axes']!r}{source('flip_axes')}"
+            )
+        self.flip_axes = settings["flip_axes"]
 
         self.zoom_in_target_size = int(
             _setting(
@@ -301,6 +325,18 @@ class Predictor:
             0,
             True,
             source("zoom_in_expansion_ratio"),
+        )
+        first_exp = settings["first_click_expansion_ratio"]
+        self.first_click_expansion_ratio = (
+            self.zoom_in_expansion_ratio
+            if first_exp is None
+            else _setting(
+                "first_click_expansion_ratio",
+                first_exp,
+                0,
+                True,
+                source("first_click_expansion_ratio"),
+            )
         )
         self.zoom_in_min_crop_size = int(
             _setting(
@@ -386,10 +422,11 @@ class Predictor:
         zoom state)`` out; neither the predictor nor the inputs are modified (besides
         ``last_prediction``)."""
         if self._auto_first_applies(clicks, prev, state):
-            pred, roi = self._auto_first(prepared, clicks)
+            pred = self._auto_first(prepared, clicks)
             self.last_prediction = pred
+            # the first click's box is not a zoom-in ROI: the next click computes its own
             return pred, ZoomState(
-                roi, pred.feedback_cffm if pred.feedback_cffm is not None else pred.prob
+                None, pred.feedback_cffm if pred.feedback_cffm is not None else pred.prob
             )
         view, recomputed, new_roi = self._choose_view(prepared.shape, clicks, prev, state)
         job = self._make_job(prepared, clicks, prev, view)
@@ -462,7 +499,7 @@ class Predictor:
             return self._zoom_view(shape, box, zoomed=False)
         return View(box, (wh, ww), False)
 
-    def _auto_first(self, prepared: PreparedImage, clicks) -> tuple[Prediction, Box | None]:
+    def _auto_first(self, prepared: PreparedImage, clicks) -> Prediction:
         """Coarse pass(es) for the object's extent, then a zoom-in pass at that extent."""
         from scipy import ndimage as ndi
 
@@ -500,16 +537,18 @@ class Predictor:
             view = self._window(shape, y, x, self.zoom_in_target_size)
             job = self._make_job(prepared, clicks, None, view)
             (pred,) = self._forward([job], recomputed=[False])
-            return pred, None
+            return pred
         for cy, cx, _ in clicks:
             extent = union_bbox(extent, (cy, cy, cx, cx))
         roi = clamp_bbox(
-            expand_bbox(extent, self.zoom_in_expansion_ratio, self.zoom_in_min_crop_size), H, W
+            expand_bbox(extent, self.first_click_expansion_ratio, self.zoom_in_min_crop_size),
+            H,
+            W,
         )
         view = self._zoom_view(shape, roi)
         job = self._make_job(prepared, clicks, None, view)
         (pred,) = self._forward([job], recomputed=[True])
-        return pred, roi
+        return pred
 
     # ------------------------------------------------------------------ views
     def _object_roi(self, shape, clicks, prev: Map) -> Box | None:
@@ -591,12 +630,16 @@ class Predictor:
         """Run one batch of jobs that share the network input size and the gate
         (``flip`` None: the predictor's setting)."""
         use_flip = self.flip if flip is None else bool(flip)
+        flips = FLIP_AXES[self.flip_axes] if use_flip else ((),)
         nh, nw = jobs[0].view.net_hw
         gate = jobs[0].gate
         float_coords = any(j.view.resized or j.view.zoomed for j in jobs)
-        batch_clicks = [[(y, x, p) for y, x, _, p in j.clicks] for j in jobs]
-        if use_flip:
-            batch_clicks += [[(y, nw - x - 1, p) for y, x, p in bc] for bc in batch_clicks]
+        plain = [[(y, x, p) for y, x, _, p in j.clicks] for j in jobs]
+        batch_clicks = [
+            [(nh - y - 1 if 2 in dims else y, nw - x - 1 if 3 in dims else x, p) for y, x, p in bc]
+            for dims in flips
+            for bc in plain
+        ]
         n = max(max(sum(p for *_, p in bc), sum(not p for *_, p in bc), 1) for bc in batch_clicks)
         points = np.stack([_padded_points(bc, n) for bc in batch_clicks])
         new_points = np.asarray(
@@ -612,8 +655,7 @@ class Predictor:
                     c = F.interpolate(c, size=(nh, nw), mode="bilinear", align_corners=True)
                 parts.append(c)
             x = torch.cat(parts)
-            if use_flip:
-                x = torch.cat([x, torch.flip(x, dims=[3])])
+            x = torch.cat([torch.flip(x, dims=dims) if dims else x for dims in flips])
             if not float_coords:
                 pts = torch.from_numpy(points.astype(np.int64)).to(dev)
             elif dev.type == "mps":  # no float64 on Apple GPUs
@@ -633,8 +675,10 @@ class Predictor:
                 m = m.float()
                 if m.shape[-2:] != (nh, nw):
                     m = F.interpolate(m, size=(nh, nw), mode="bilinear", align_corners=True)
-                if use_flip:
-                    m = 0.5 * (m[:b] + torch.flip(m[b:], dims=[3]))
+                if len(flips) > 1:
+                    views = [m[k * b : (k + 1) * b] for k in range(len(flips))]
+                    m = sum(torch.flip(v, dims=d) if d else v for v, d in zip(views, flips))
+                    m = m / len(flips)
                 if key == "instances":
                     if not bool(torch.isfinite(m).all()):
                         warnings.warn(
@@ -649,7 +693,7 @@ class Predictor:
             results = []
             pts_np = pts.cpu().numpy()
             newp_np = newp.cpu().numpy()
-            nb = 2 if use_flip else 1
+            nb = len(flips)
             for i, job in enumerate(jobs):
                 pasted = {
                     key: _paste(m[i : i + 1], job)

@@ -422,12 +422,18 @@ def refine_slice(
 # ----------------------------------------------------------------------------- stacks
 
 #: Predictor settings for batch refinement, on top of the model's ``inference_defaults``:
-#: each object is seen in a window of at least 128 px (its bounding box times the model's
-#: zoom-in expansion ratio) resized to 128 px, so objects up to ~64 px are processed at
-#: native resolution, with the horizontal-flip average (it was worth +0.02 mean IoU in
+#: each object is seen in a window of at least 128 px (its bounding box times 2) resized to
+#: 128 px, so objects up to ~64 px are processed at native resolution, with the
+#: horizontal-flip average only (two passes; it was worth +0.02 mean IoU in
 #: ``benchmarks/bench_refine.py``). This keeps the cost per object small and constant;
 #: pass your own ``predictor`` to change it.
-REFINE_PREDICTOR = {"flip": True, "zoom_in_min_crop_size": 128, "zoom_in_target_size": 128}
+REFINE_PREDICTOR = {
+    "flip": True,
+    "flip_axes": "x",
+    "zoom_in_expansion_ratio": 2.0,
+    "zoom_in_min_crop_size": 128,
+    "zoom_in_target_size": 128,
+}
 
 
 def default_predictor(model=None, **overrides):
