@@ -17,7 +17,7 @@ from stubnet import StubNet
 
 
 class RecordingStub(StubNet):
-    """Records the inputs of every forward call and answers per batch element."""
+    """Records the inputs of every forward call."""
 
     def __init__(self):
         super().__init__()

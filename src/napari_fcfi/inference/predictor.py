@@ -222,6 +222,13 @@ def _setting(name: str, value, low: float, strict: bool, source: str) -> float:
     return v
 
 
+def _choice(name: str, value, choices: tuple, source: str) -> str:
+    """``value`` if it is one of the strings ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}{source}")
+    return value
+
+
 def _check_weights(model) -> None:
     """Refuse a network whose parameters or buffers hold NaN or infinite values (it would
     answer every click with an empty mask)."""
@@ -297,18 +304,12 @@ class Predictor:
         def source(key):
             return " (from the model's inference_defaults)" if given[key] is None else ""
 
-        if settings["first_click"] not in FIRST_CLICK_MODES:
-            raise ValueError(
-                f"first_click must be one of {FIRST_CLICK_MODES}, got "
-                f"{settings['first_click']!r}{source('first_click')}"
-            )
-        self.first_click = str(settings["first_click"])
-        if not isinstance(settings["flip_axes"], str) or settings["flip_axes"] not in FLIP_AXES:
-            raise ValueError(
-                f"flip_axes must be one of {tuple(FLIP_AXES)}, got "
-                f"{settings['flip_axes']!r}{source('flip_axes')}"
-            )
-        self.flip_axes = settings["flip_axes"]
+        self.first_click = _choice(
+            "first_click", settings["first_click"], FIRST_CLICK_MODES, source("first_click")
+        )
+        self.flip_axes = _choice(
+            "flip_axes", settings["flip_axes"], tuple(FLIP_AXES), source("flip_axes")
+        )
 
         self.zoom_in_target_size = int(
             _setting(
