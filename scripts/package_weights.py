@@ -7,8 +7,8 @@
 Reads the run's final weights (``napari-fcfi train --out``, float32, with the run's
 ``training`` record) and writes them as float16 safetensors plus JSON to ``--dest``
 (default: the shipped ``napari_fcfi/weights/fcfi-lite.safetensors``). From the shipped
-JSON (``--previous``, default the shipped weights) it keeps the inference defaults and
-the data notes, and it adds the run's CPU minutes to the total behind the weights. The
+JSON (``--previous``, default the shipped weights) it keeps the inference defaults,
+the presets and the data notes, and it adds the run's CPU minutes to the total behind the weights. The
 result is loaded back and compared with the float32 weights on a fixed input, so a file
 that does not round-trip is never left behind.
 """
@@ -57,6 +57,7 @@ def main(argv=None) -> int:
 
     model = load_lite(src)
     model.inference_defaults = dict(prev_cfg["inference_defaults"])
+    model.inference_presets = {k: dict(v) for k, v in (prev_cfg.get("presets") or {}).items()}
     run["init"] = (
         f"fcfi-lite (the previous shipped weights, {before.get('samples_total', 0):,} samples)"
     )

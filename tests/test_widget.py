@@ -570,6 +570,43 @@ def test_canvas_clicks_with_the_labels_layer_selected(make_napari_viewer, qtbot)
     assert np.count_nonzero(w.labels_layer.data) >= n_labelled  # the click painted
 
 
+def test_objects_choice_sets_both_thresholds(viewer2d):
+    from napari_fcfi._widget import FCFIWidget
+    from napari_fcfi.annotation.predictors import builtin_thresholds
+    from stubnet import StubNet
+
+    class SoftStub(StubNet):
+        """StubNet with logits / 10: probabilities ~0.84 on click disks, ~0.32 elsewhere."""
+
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out["instances"] = out["instances"] / 10
+            return out
+
+    w = FCFIWidget(viewer2d, model=SoftStub())
+    viewer2d.window.add_dock_widget(w)
+    w.zoom_check.setChecked(False)
+    w.flip_check.setChecked(False)
+    w.device_combo.setCurrentText("cpu")
+    presets = builtin_thresholds()
+    assert w.objects_combo.currentData() == "any"
+    assert (w.threshold_spin.value(), w.correction_spin.value()) == presets["any"]
+    w.panel.set_objects("nuclei")
+    assert (w.threshold_spin.value(), w.correction_spin.value()) == presets["nuclei"]
+    assert (w.editor.threshold, w.editor.correction_threshold) == presets["nuclei"]
+    click(w, (30, 40))
+    area = (w.labels_layer.data == 1).sum()
+    assert 40 < area < 200  # the first answer: the first-click threshold
+    # a correction threshold below the background probability: the next answer takes all
+    w.correction_spin.setValue(0.2)
+    w.wait()
+    assert (w.labels_layer.data == 1).sum() == area
+    click(w, (5, 5), positive=False)
+    assert (w.labels_layer.data == 1).sum() > 10 * area
+    with pytest.raises(ValueError, match="unknown kind of object 'cells'"):
+        w.panel.set_objects("cells")
+
+
 def test_threshold_and_settings_changes(viewer2d):
     from napari_fcfi._widget import FCFIWidget
     from stubnet import StubNet

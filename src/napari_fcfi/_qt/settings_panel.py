@@ -1,7 +1,8 @@
 """The model and inference settings of the interactive widget.
 
 :class:`SettingsPanel` holds the model picker (built-in model, a checkpoint file, or a
-model handed to the widget), the device, the threshold, the zoom-in / flip / fit-to-object
+model handed to the widget), the device, the kind of object and the two thresholds (first
+click, corrections), the zoom-in / flip / fit-to-object
 switches and "allow overwriting other objects", and turns them into a
 :class:`~napari_fcfi.annotation.predictors.PredictorSettings`.
 """
@@ -23,7 +24,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..annotation.predictors import DEVICES, INJECTED, PredictorSettings, resolve_device
+from ..annotation.predictors import (
+    DEVICES,
+    INJECTED,
+    PredictorSettings,
+    builtin_thresholds,
+    resolve_device,
+)
 
 BUILTIN = "Built-in (fcfi-lite)"
 CHECKPOINT = "Checkpoint file…"
@@ -35,7 +42,7 @@ class SettingsPanel:
 
     ``injected``: a model handed to the widget (offered first in the model picker).
     ``on_predictor_change()`` follows a change of model, device, zoom-in, flip or fit;
-    ``on_threshold(value)`` a change of threshold.
+    ``on_threshold()`` a change of either threshold (read them with :meth:`thresholds`).
     """
 
     def __init__(
@@ -44,7 +51,7 @@ class SettingsPanel:
         parent: QWidget,
         injected=None,
         on_predictor_change: Callable[[], None] | None = None,
-        on_threshold: Callable[[float], None] | None = None,
+        on_threshold: Callable[[], None] | None = None,
     ):
         self._parent = parent
         self._on_predictor_change = on_predictor_change or (lambda: None)
@@ -72,13 +79,36 @@ class SettingsPanel:
         self.device_combo.currentIndexChanged.connect(self._changed)
         form.addRow("Device", self.device_combo)
 
+        self._on_threshold = on_threshold or (lambda: None)
+        self._presets = builtin_thresholds()
+        self.objects_combo = QComboBox()
+        for name in self._presets:
+            self.objects_combo.addItem("Any object" if name == "any" else name.capitalize(), name)
+        self.objects_combo.setToolTip(
+            "The kind of object you segment: sets the two thresholds to the values validated "
+            "for the built-in model on it (nuclei: corrections keep small nuclei from "
+            "shrinking)."
+        )
+        form.addRow("Objects", self.objects_combo)
         self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setRange(0.01, 0.99)
-        self.threshold_spin.setSingleStep(0.01)
-        self.threshold_spin.setValue(0.49)
-        if on_threshold is not None:
-            self.threshold_spin.valueChanged.connect(on_threshold)
-        form.addRow("Threshold", self.threshold_spin)
+        self.correction_spin = QDoubleSpinBox()
+        for spin in (self.threshold_spin, self.correction_spin):
+            spin.setRange(0.01, 0.99)
+            spin.setSingleStep(0.01)
+        self.threshold_spin.setToolTip("binarises the answer to an object's first click")
+        self.correction_spin.setToolTip(
+            "binarises the answers to the later clicks (and to a click on an existing label)"
+        )
+        self._set_spins(self._presets["any"])
+        for spin in (self.threshold_spin, self.correction_spin):
+            spin.valueChanged.connect(self._threshold_changed)
+        self.objects_combo.currentIndexChanged.connect(self._on_objects)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("first click"))
+        row.addWidget(self.threshold_spin)
+        row.addWidget(QLabel("corrections"))
+        row.addWidget(self.correction_spin)
+        form.addRow("Threshold", row)
 
         self.zoom_check = QCheckBox("Zoom-in")
         self.zoom_check.setChecked(True)
@@ -113,9 +143,36 @@ class SettingsPanel:
         self._ready = True
 
     # ------------------------------------------------------------------ values
+    def thresholds(self) -> tuple[float, float]:
+        """(first click, corrections) thresholds."""
+        return float(self.threshold_spin.value()), float(self.correction_spin.value())
+
+    def set_objects(self, name: str) -> None:
+        """Choose the kind of object ``name`` (``"any"`` or one of the model's presets)."""
+        index = self.objects_combo.findData(name)
+        if index < 0:
+            raise ValueError(
+                f"unknown kind of object {name!r}; choose one of {list(self._presets)}"
+            )
+        self.objects_combo.setCurrentIndex(index)
+
+    def _set_spins(self, values: tuple[float, float]) -> None:
+        for spin, v in zip((self.threshold_spin, self.correction_spin), values, strict=True):
+            spin.blockSignals(True)
+            spin.setValue(v)
+            spin.blockSignals(False)
+
+    def _on_objects(self, index=None) -> None:
+        self._set_spins(self._presets[self.objects_combo.currentData()])
+        self._threshold_changed()
+
+    def _threshold_changed(self, *args) -> None:
+        if self._ready:
+            self._on_threshold()
+
     def settings(self) -> dict:
         """The settings as a plain dict (``source``, ``device``, ``zoom_in``, ``flip``,
-        ``fit``, ``threshold``)."""
+        ``fit``, ``objects``, ``threshold``, ``correction_threshold``)."""
         text = self.model_combo.currentText()
         if text.startswith(PROVIDED):
             source = INJECTED
@@ -129,7 +186,9 @@ class SettingsPanel:
             "zoom_in": self.zoom_check.isChecked(),
             "flip": self.flip_check.isChecked(),
             "fit": self.fit_check.isChecked(),
+            "objects": self.objects_combo.currentData(),
             "threshold": float(self.threshold_spin.value()),
+            "correction_threshold": float(self.correction_spin.value()),
         }
 
     def predictor_settings(self) -> PredictorSettings:

@@ -86,7 +86,8 @@ class FCFIWidget(QWidget):
             predictors=PredictorCache(model=model, predictor_factory=predictor_factory),
             session_factory=session_factory,
             settings=self.panel.predictor_settings(),
-            threshold=float(self.threshold_spin.value()),
+            threshold=self.panel.thresholds()[0],
+            correction_threshold=self.panel.thresholds()[1],
         )
         self.editor.events.connect(self._on_editor_event)
         self.jobs.idle_callbacks.append(self._on_jobs_idle)
@@ -126,7 +127,9 @@ class FCFIWidget(QWidget):
             "browse_button",
             "checkpoint_label",
             "device_combo",
+            "objects_combo",
             "threshold_spin",
+            "correction_spin",
             "zoom_check",
             "flip_check",
             "fit_check",
@@ -353,9 +356,10 @@ class FCFIWidget(QWidget):
         self.editor.configure(self.panel.predictor_settings())
         self._update_device_hint()
 
-    def _on_threshold(self, value: float) -> None:
+    def _on_threshold(self) -> None:
         if hasattr(self, "editor"):
-            self.editor.set_threshold(float(value), self.current_slice())
+            first, corrections = self.panel.thresholds()
+            self.editor.set_threshold(first, self.current_slice(), corrections)
 
     def _on_overwrite(self, on: bool) -> None:
         self.editor.allow_overwrite = bool(on)

@@ -62,11 +62,13 @@ class Propagate:
 
 @dataclass(frozen=True)
 class SetThreshold:
-    """Binarise probabilities at ``threshold``; the object on plane ``key`` is redrawn."""
+    """Binarise the first click's answer at ``threshold`` and the later answers at
+    ``correction_threshold`` (None: ``threshold``); the object on plane ``key`` is redrawn."""
 
     key: SliceKey
     threshold: float
     overwrite: bool
+    correction_threshold: float | None = None
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,10 @@ class AnnotationEditor:
     session_factory
         ``session_factory(predictor, image, feedback=...)`` for the click history of one
         plane; default :class:`~napari_fcfi.inference.session.InteractiveSession`.
-    settings, threshold
-        The initial predictor settings and binarisation threshold.
+    settings, threshold, correction_threshold
+        The initial predictor settings and binarisation thresholds: ``threshold`` for the
+        answer to an object's first click, ``correction_threshold`` (None: ``threshold``)
+        for the answers with feedback (later clicks, a click on an existing label).
 
     Call :meth:`attach` with the labels and the image before the first click. Commands
     and :meth:`attach` must be called from the thread that owns the labels; events are
@@ -70,6 +72,7 @@ class AnnotationEditor:
         session_factory: Callable | None = None,
         settings: PredictorSettings | None = None,
         threshold: float = DEFAULT_THRESHOLD,
+        correction_threshold: float | None = None,
     ):
         self.events = Events()
         self.predictors = predictors if predictors is not None else PredictorCache()
@@ -77,7 +80,12 @@ class AnnotationEditor:
         self.allow_overwrite = False
         self._state = EditorState(
             settings=settings if settings is not None else PredictorSettings(),
-            threshold=float(threshold),
+            threshold=_unit("threshold", threshold),
+            correction_threshold=(
+                None
+                if correction_threshold is None
+                else _unit("correction_threshold", correction_threshold)
+            ),
         )
         self._sequencer = Sequencer(
             executor if executor is not None else InlineExecutor(),
@@ -162,6 +170,12 @@ class AnnotationEditor:
         return self._state.threshold
 
     @property
+    def correction_threshold(self) -> float:
+        """The threshold of the answers with feedback (:attr:`threshold` unless set)."""
+        ct = self._state.correction_threshold
+        return self._state.threshold if ct is None else ct
+
+    @property
     def slice_count(self) -> int:
         """Planes the current object has touched."""
         obj = self._state.object
@@ -205,11 +219,19 @@ class AnnotationEditor:
         both ways (see :mod:`napari_fcfi.stack.propagate`); one undo step."""
         self._submit(cmd.Propagate(tuple(key), float(iou_threshold), self.allow_overwrite))
 
-    def set_threshold(self, threshold: float, key: SliceKey) -> None:
-        """Binarise at ``threshold`` from now on; the object on plane ``key`` is redrawn."""
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        self._submit(cmd.SetThreshold(tuple(key), float(threshold), self.allow_overwrite))
+    def set_threshold(
+        self, threshold: float, key: SliceKey, correction_threshold: float | None = None
+    ) -> None:
+        """Binarise first-click answers at ``threshold`` and the answers with feedback at
+        ``correction_threshold`` (None: ``threshold``) from now on; the object on plane
+        ``key`` is redrawn."""
+        t = _unit("threshold", threshold)
+        ct = (
+            None
+            if correction_threshold is None
+            else _unit("correction_threshold", correction_threshold)
+        )
+        self._submit(cmd.SetThreshold(tuple(key), t, self.allow_overwrite, ct))
 
     def configure(self, settings: PredictorSettings) -> None:
         """Use ``settings`` from the next click on; the object's click histories restart
@@ -232,3 +254,14 @@ class AnnotationEditor:
 
     def _apply(self, command) -> None:
         self._rules.apply(command)
+
+
+def _unit(name: str, value) -> float:
+    """``value`` as a float in [0, 1], else ``ValueError`` naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not 0.0 <= v <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    return v

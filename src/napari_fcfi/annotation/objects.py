@@ -115,13 +115,15 @@ class EditorState:
     """The state every command is applied against.
 
     ``store`` and ``read_image`` (plane ``key`` of the image) are what is edited, ``shape``
-    the image's ``(*stack_axes, Y, X)``; ``object`` the object being edited; ``settings``
-    and ``threshold`` the predictor settings of the commands applied so far; ``run`` the
+    the image's ``(*stack_axes, Y, X)``; ``object`` the object being edited; ``settings``,
+    ``threshold`` and ``correction_threshold`` (None: ``threshold``) the predictor settings
+    of the commands applied so far; ``run`` the
     running propagation (``None`` when none runs) and ``cancel`` its stop request.
     """
 
     settings: Any
     threshold: float
+    correction_threshold: float | None = None
     store: Any = None
     read_image: Callable | None = None
     shape: tuple[int, ...] = ()

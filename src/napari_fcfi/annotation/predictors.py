@@ -3,22 +3,43 @@
 
 Loading a model and building a predictor are slow, so the cache keeps the last ones and
 rebuilds only what a settings change requires: a new model for another source or device, a
-new predictor for other inference options. The threshold is not part of the key; it is set
-on the cached predictor.
+new predictor for other inference options. The thresholds are not part of the key; they are
+set on the cached predictor.
 
 The cache is used from the editor's background work, one job at a time.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..cores import ThreadPolicy
 from ..devices import DEVICES, pick_device
 
 #: ``PredictorSettings.source`` for the model handed to the cache (e.g. a test network)
 INJECTED = "injected"
+#: the built-in model's config (read without loading the network)
+BUILTIN_CONFIG = Path(__file__).resolve().parents[1] / "weights" / "fcfi-lite.json"
+#: the binarisation threshold when the model sets none (the official evaluation's)
+THRESHOLD = 0.49
+
+
+def builtin_thresholds(config: Path = BUILTIN_CONFIG) -> dict[str, tuple[float, float]]:
+    """The built-in model's thresholds by object kind: ``{"any": (first, corrections),
+    preset: (first, corrections), ...}``, from its inference defaults and presets (the
+    settings of the first click's answer and of the answers with feedback)."""
+    cfg = json.loads(Path(config).read_text())
+    base = dict(cfg.get("inference_defaults") or {})
+    out = {}
+    for name, over in [("any", {}), *(cfg.get("presets") or {}).items()]:
+        s = {**base, **over}
+        first = float(s.get("threshold", THRESHOLD))
+        ct = s.get("correction_threshold")
+        out[name] = (first, first if ct is None else float(ct))
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,13 +116,20 @@ class PredictorCache:
         """The predictor built last (``None`` before the first click)."""
         return self._predictor
 
-    def set_threshold(self, threshold: float) -> None:
-        """Set the threshold of the current predictor (if any)."""
+    def set_threshold(self, threshold: float, correction_threshold: float | None = None) -> None:
+        """Set the thresholds of the current predictor (if any)."""
         if self._predictor is not None:
-            self._predictor.threshold = float(threshold)
+            _set_thresholds(self._predictor, threshold, correction_threshold)
 
-    def get(self, settings: PredictorSettings, threshold: float):
-        """The predictor for ``settings`` with ``threshold``; loads the model when needed.
+    def get(
+        self,
+        settings: PredictorSettings,
+        threshold: float,
+        correction_threshold: float | None = None,
+    ):
+        """The predictor for ``settings`` with ``threshold`` for first clicks and
+        ``correction_threshold`` (None: ``threshold``) for the answers with feedback; loads
+        the model when needed.
 
         Raises ``ValueError`` for a missing checkpoint or a device that cannot be used.
         Called where the network work runs, before it: it also sets torch's CPU threads.
@@ -140,5 +168,12 @@ class PredictorCache:
                 first_click=None if settings.fit else "window",
             )
             self._predictor_key = key
-        self._predictor.threshold = float(threshold)
+        _set_thresholds(self._predictor, threshold, correction_threshold)
         return self._predictor
+
+
+def _set_thresholds(predictor, threshold: float, correction_threshold: float | None) -> None:
+    predictor.threshold = float(threshold)
+    predictor.correction_threshold = (
+        None if correction_threshold is None else float(correction_threshold)
+    )

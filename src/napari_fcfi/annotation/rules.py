@@ -163,11 +163,12 @@ class Rules:
             feedback = current  # a hand edit since the last write: the new feedback
             state.written = current
         start, rect = state.written, state.rect
-        session, settings, threshold = state.session, st.settings, st.threshold
+        session, settings = state.session, st.settings
+        thresholds = (st.threshold, st.correction_threshold)
         read_image, predictors = st.read_image, self.predictors
 
         def work():
-            predictor = predictors.get(settings, threshold)
+            predictor = predictors.get(settings, *thresholds)
             s, fed = session, False
             if s is None:
                 # a new history starts from the object's current pixels on this plane
@@ -256,12 +257,15 @@ class Rules:
     # ------------------------------------------------------------------ settings
     def set_threshold(self, c: cmd.SetThreshold) -> None:
         self.state.threshold = c.threshold
-        self.predictors.set_threshold(c.threshold)
+        self.state.correction_threshold = c.correction_threshold
+        self.predictors.set_threshold(c.threshold, c.correction_threshold)
         obj = self.state.object
         state = None if obj is None else obj.slices.get(c.key)
         if state is None or state.session is None or not state.session.clicks:
             return
-        state.session.predictor.threshold = c.threshold
+        predictor = state.session.predictor
+        predictor.threshold = c.threshold
+        predictor.correction_threshold = c.correction_threshold
         slices, values = state.session.mask_roi
         self._write_mask(obj, c.key, state, rect_of_slices(*slices), values, c.overwrite)
         state.masks[state.position] = (state.rect, state.written.copy())
@@ -291,13 +295,14 @@ class Rules:
             raise ValueError(f"object {obj.object_id} is empty on this slice; click it first")
         prefix = c.key[:-1]
         stops = {k[-1] for k, _, _ in obj.stops if k[:-1] == prefix}
-        settings, threshold, predictors = st.settings, st.threshold, self.predictors
+        settings, predictors = st.settings, self.predictors
+        thresholds = (st.threshold, st.correction_threshold)
         st.cancel = threading.Event()
         run = st.run = PropagationRun(
             store, obj.object_id, prefix, c.overwrite, c.key[-1], st.shape[-3]
         )
         work = propagation_work(
-            lambda: predictors.get(settings, threshold),
+            lambda: predictors.get(settings, *thresholds),
             self.new_session,
             st.read_image,
             c.key,

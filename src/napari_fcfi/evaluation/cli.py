@@ -63,6 +63,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="flip averaging: x (two passes) or xy (four passes) (default: the model's setting)",
     )
     p.add_argument("--no-flip", action="store_true", help="no flip averaging")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="the model's settings for a kind of object, e.g. nuclei (default: none)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="binarise the first click's answer here (default: the model's setting, 0.49)",
+    )
+    p.add_argument(
+        "--correction-threshold",
+        type=float,
+        default=None,
+        help="binarise the answers with feedback (later clicks) here (default: the model's "
+        "setting, else --threshold)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
 
@@ -196,6 +214,9 @@ def run(args) -> int:
                 zoom_in_expansion_ratio=args.expansion,
                 first_click_expansion_ratio=args.first_expansion,
                 flip_axes=args.flip_axes,
+                threshold=args.threshold,
+                correction_threshold=args.correction_threshold,
+                preset=args.preset,
             )
         except (ValueError, FileNotFoundError) as exc:
             print(f"napari-fcfi evaluate: {exc}", file=sys.stderr)
@@ -244,6 +265,9 @@ def run(args) -> int:
             "zoom_in_min_crop_size": predictor.zoom_in_min_crop_size,
             "flip": predictor.flip,
             "flip_axes": predictor.flip_axes,
+            "preset": predictor.preset,
+            "threshold": predictor.threshold,
+            "correction_threshold": predictor.threshold_for(False),
         }
     miou = result["mIoU"]
     print(

@@ -1,8 +1,9 @@
 """The robot-user loop and the NoC metrics of the FCFI / RITM papers.
 
 For every instance: start with an empty prediction; ``max_clicks`` times, place the robot
-user's next click (:func:`~napari_fcfi.evaluation.next_click`), predict, binarise at 0.49
-and record the IoU. All clicks are always made, so that mIoU@k is defined for every k.
+user's next click (:func:`~napari_fcfi.evaluation.next_click`), predict, binarise (at the
+predictor's thresholds for the first click and the later ones: 0.49 unless the model's
+settings or a preset say otherwise) and record the IoU. All clicks are always made, so that mIoU@k is defined for every k.
 
 Metrics (:func:`summarize`): NoC@t is the first click count whose IoU reaches t, or
 ``max_clicks`` when it never does; ``NoC@90>=max`` counts the instances whose NoC@90 is at
@@ -49,6 +50,10 @@ class FcfiMethod:
     def predict(self, clicks, prev_prob=None) -> np.ndarray:
         return self.predictor.predict(self.image, clicks, prev_prob if self.feedback else None)
 
+    def threshold_for(self, first: bool) -> float:
+        """The predictor's threshold for the first click's answer or a later one."""
+        return self.predictor.threshold_for(first)
+
 
 def make_method(name: str, predictor=None, model_name=None):
     """A method object by name (``fcfi`` methods need a predictor)."""
@@ -65,9 +70,11 @@ def make_method(name: str, predictor=None, model_name=None):
     raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
 
 
-def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float = THRESHOLD):
+def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float | None = None):
     """Run the robot user on one object (``method.start(image)`` must have been called).
 
+    Each answer is binarised at ``threshold``; None: the method's own thresholds for the
+    first click and the later ones (``method.threshold_for(first)``), else 0.49.
     Returns ``(ious, seconds)``: per-click IoU and prediction time, each of length
     ``max_clicks``.
     """
@@ -79,12 +86,17 @@ def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float = THRES
     clicks: list = []
     prev = None
     ious, secs = [], []
-    for _ in range(max_clicks):
+    own = getattr(method, "threshold_for", None)
+    for k in range(max_clicks):
         clicks.append(next_click(gt, pred, clicks))
         t0 = time.perf_counter()
         prob = method.predict(list(clicks), prev)
         secs.append(time.perf_counter() - t0)
-        pred = prob > threshold
+        if threshold is not None:
+            t = threshold
+        else:
+            t = own(k == 0) if own is not None else THRESHOLD
+        pred = prob > t
         prev = prob
         ious.append(iou(gt, pred))
     return np.asarray(ious), np.asarray(secs)

@@ -99,6 +99,8 @@ DEFAULT_ZOOM = {
     "first_click": "window",
     "first_click_expansion_ratio": None,  # None: zoom_in_expansion_ratio
     "flip_axes": "x",
+    "threshold": 0.49,
+    "correction_threshold": None,  # None: threshold
 }
 FIRST_CLICK_MODES = ("window", "auto")
 #: flip averaging: the official horizontal flip, or horizontal and vertical flips
@@ -222,6 +224,22 @@ def _setting(name: str, value, low: float, strict: bool, source: str) -> float:
     return v
 
 
+def _unit(name: str, value, source: str) -> float:
+    """``value`` as a float in [0, 1]."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}{source}") from None
+    if not 0.0 <= v <= 1.0:  # also refuses NaN
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}{source}")
+    return v
+
+
+def model_presets(model) -> dict:
+    """The model's named settings (``model.inference_presets``): ``{name: {setting: value}}``."""
+    return dict(getattr(model, "inference_presets", None) or {})
+
+
 def _choice(name: str, value, choices: tuple, source: str) -> str:
     """``value`` if it is one of the strings ``choices``."""
     if not isinstance(value, str) or value not in choices:
@@ -254,12 +272,15 @@ class Predictor:
     ``first_click`` is ``"auto"`` (object-scale two-pass first click) or ``"window"``;
     ``device`` None picks CUDA, MPS, CPU; ``zoom_in`` and ``flip`` switch the two test-time
     transforms; ``flip_axes`` is ``"x"`` (horizontal flip, two passes) or ``"xy"`` (both
-    flips, four passes); ``threshold`` binarises (``prob > threshold``); ``normalize`` is
-    the image policy of :mod:`napari_fcfi.inference.normalize` (None: the image is already
-    float RGB in [0, 1]). ``first_click_expansion_ratio`` sets the box of the object-scale
-    first click's second pass (None: ``zoom_in_expansion_ratio``). These settings default
-    to ``model.inference_defaults`` and then to 400 / 1.4 / 200 / ``"x"`` (the official
-    ZoomIn and flip defaults).
+    flips, four passes); ``threshold`` binarises (``prob > threshold``) the answer to an
+    object's first click, and ``correction_threshold`` (None: ``threshold``) every answer
+    that had feedback (see :meth:`threshold_for`); ``normalize`` is the image policy of
+    :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB in [0, 1]).
+    ``first_click_expansion_ratio`` sets the box of the object-scale first click's second
+    pass (None: ``zoom_in_expansion_ratio``). These settings default to the model's preset
+    ``preset`` (a name from ``model.inference_presets``, e.g. ``"nuclei"``), then to
+    ``model.inference_defaults``, then to 400 / 1.4 / 200 / ``"x"`` / 0.49 (the official
+    ZoomIn, flip and threshold defaults).
     """
 
     def __init__(
@@ -268,7 +289,7 @@ class Predictor:
         device=None,
         zoom_in: bool = True,
         flip: bool = True,
-        threshold: float = 0.49,
+        threshold: float | None = None,
         normalize="auto",
         zoom_in_target_size: int | None = None,
         zoom_in_expansion_ratio: float | None = None,
@@ -276,21 +297,18 @@ class Predictor:
         first_click: str | None = None,
         first_click_expansion_ratio: float | None = None,
         flip_axes: str | None = None,
+        correction_threshold: float | None = None,
+        preset: str | None = None,
     ):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
-        self.device = pick_device(device)
-        self.model = model.to(self.device).eval()
+        presets = model_presets(model)
+        if preset is not None and preset not in presets:
+            names = ", ".join(sorted(presets)) or "none"
+            raise ValueError(f"unknown preset {preset!r}; this model's presets: {names}")
         defaults = dict(DEFAULT_ZOOM)
-        defaults.update(
-            {
-                k: v
-                for k, v in (getattr(model, "inference_defaults", None) or {}).items()
-                if k in DEFAULT_ZOOM
-            }
-        )
+        for layer in (getattr(model, "inference_defaults", None) or {}, presets.get(preset, {})):
+            defaults.update({k: v for k, v in layer.items() if k in DEFAULT_ZOOM})
         given = {
             "zoom_in_target_size": zoom_in_target_size,
             "zoom_in_expansion_ratio": zoom_in_expansion_ratio,
@@ -298,11 +316,26 @@ class Predictor:
             "first_click": first_click,
             "first_click_expansion_ratio": first_click_expansion_ratio,
             "flip_axes": flip_axes,
+            "threshold": threshold,
+            "correction_threshold": correction_threshold,
         }
         settings = {k: (defaults[k] if v is None else v) for k, v in given.items()}
+        origin = f"preset {preset!r}" if preset is not None else "inference_defaults"
 
         def source(key):
-            return " (from the model's inference_defaults)" if given[key] is None else ""
+            return f" (from the model's {origin})" if given[key] is None else ""
+
+        self.threshold = _unit("threshold", settings["threshold"], source("threshold"))
+        ct = settings["correction_threshold"]
+        #: binarises the answers that had feedback; None: ``threshold``
+        self.correction_threshold = (
+            None
+            if ct is None
+            else _unit("correction_threshold", ct, source("correction_threshold"))
+        )
+        self.preset = preset
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
 
         self.first_click = _choice(
             "first_click", settings["first_click"], FIRST_CLICK_MODES, source("first_click")
@@ -351,7 +384,6 @@ class Predictor:
         _check_weights(self.model)
         self.zoom_in = bool(zoom_in)
         self.flip = bool(flip)
-        self.threshold = float(threshold)
         self.normalize = normalize
         self._state = ZoomState()
         #: (source image, its PreparedImage) of the last image, read and replaced as one
@@ -359,6 +391,14 @@ class Predictor:
         #: serialises the calls that read and write the zoom state
         self._lock = threading.RLock()
         self.last_prediction: Prediction | None = None
+
+    def threshold_for(self, first: bool) -> float:
+        """The binarisation threshold of an answer: ``threshold`` for an object's first
+        click (no feedback yet), ``correction_threshold`` for the answers that had feedback
+        (later clicks, a click on an existing mask)."""
+        if first or self.correction_threshold is None:
+            return self.threshold
+        return self.correction_threshold
 
     # ------------------------------------------------------------------ state and image
     def get_state(self) -> ZoomState:

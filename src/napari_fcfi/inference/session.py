@@ -23,6 +23,7 @@ class _Step(NamedTuple):
     feedback: Map | None  # what the next click feeds back
     zoom: ZoomState
     action: str
+    first: bool = False  # the answer to the object's first click (no feedback before it)
 
 
 def _compact(m: Map | None) -> Map | None:
@@ -83,7 +84,8 @@ class InteractiveSession:
         cur = self._cur
         clicks = cur.clicks + (click,)
         pred, zoom = self.predictor.predict_roi(self._image, list(clicks), cur.feedback, cur.zoom)
-        self._push(_Step(clicks, pred.prob, pred.prob, zoom, "click"))
+        first = not cur.clicks and cur.feedback is None
+        self._push(_Step(clicks, pred.prob, pred.prob, zoom, "click", first))
 
     def set_feedback(self, mask) -> None:
         """Replace the result by a hand-edited ``mask`` (bool or probabilities in [0, 1]);
@@ -113,7 +115,7 @@ class InteractiveSession:
         return True
 
     def finish(self) -> np.ndarray:
-        """The final binary mask (``probability > predictor.threshold``)."""
+        """The final binary mask (see :attr:`mask_roi`)."""
         return self.mask
 
     # ------------------------------------------------------------------ state
@@ -155,11 +157,13 @@ class InteractiveSession:
 
     @property
     def mask_roi(self) -> tuple[tuple[slice, slice], np.ndarray] | None:
-        """``((slice_y, slice_x), bool values)``: the mask (``probability > threshold``) is
-        False outside these slices. Costs 1 byte per pixel of the slices, not of the image;
-        None before anything happened."""
-        p = self._cur.prob
-        return None if p is None else (p.slices, p.above(self.predictor.threshold))
+        """``((slice_y, slice_x), bool values)``: the mask (``probability > threshold``, the
+        predictor's threshold for the answer to a first click or to one with feedback, see
+        :meth:`Predictor.threshold_for`) is False outside these slices. Costs 1 byte per
+        pixel of the slices, not of the image; None before anything happened."""
+        cur = self._cur
+        p = cur.prob
+        return None if p is None else (p.slices, p.above(self.predictor.threshold_for(cur.first)))
 
     @property
     def mask(self) -> np.ndarray:

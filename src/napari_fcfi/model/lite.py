@@ -145,6 +145,8 @@ class FCFILite(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
         self.inference_defaults: dict = dict(DEFAULT_INFERENCE)
+        #: named settings over ``inference_defaults`` for a kind of object (e.g. "nuclei")
+        self.inference_presets: dict = {}
 
     # ------------------------------------------------------------------ config
     def config(self) -> dict:
@@ -155,6 +157,11 @@ class FCFILite(nn.Module):
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
             "params": dict(self.params),
             "inference_defaults": dict(self.inference_defaults),
+            **(
+                {"presets": {k: dict(v) for k, v in self.inference_presets.items()}}
+                if self.inference_presets
+                else {}
+            ),
         }
 
     @classmethod
@@ -172,13 +179,18 @@ class FCFILite(nn.Module):
             )
         params = _checked_params(cls, config.get("params", {}))
         defaults = config.get("inference_defaults") or {}
-        if not isinstance(defaults, Mapping) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, (str, int, float)))
-            for k, v in defaults.items()
-        ):
+        if not _is_settings(defaults):
             raise CheckpointError(
                 "the config's 'inference_defaults' must map setting names to numbers or "
                 f"strings, got {defaults!r:.80}"
+            )
+        presets = config.get("presets") or {}
+        if not isinstance(presets, Mapping) or not all(
+            isinstance(k, str) and _is_settings(v) for k, v in presets.items()
+        ):
+            raise CheckpointError(
+                "the config's 'presets' must map preset names to settings (names to numbers "
+                f"or strings), got {presets!r:.80}"
             )
         try:
             model = cls(**params)
@@ -186,6 +198,7 @@ class FCFILite(nn.Module):
             raise CheckpointError(f"cannot build {ARCH} from the config: {exc}") from None
         if defaults:
             model.inference_defaults = dict(defaults)
+        model.inference_presets = {k: dict(v) for k, v in presets.items()}
         return model
 
     # ------------------------------------------------------------------ forward
@@ -250,6 +263,14 @@ class FCFILite(nn.Module):
 _WIDTHS = ("fpn_channels", "feature_channels", "ffcm_channels", "cffm_channels", "head_channels")
 _MAX_WIDTH = 4096
 _POSITIVE = {"expansion_ratio": 16.0, "norm_radius": 1000.0}  # name -> upper bound
+
+
+def _is_settings(settings) -> bool:
+    """Whether ``settings`` maps setting names to numbers, strings or None."""
+    return isinstance(settings, Mapping) and all(
+        isinstance(k, str) and (v is None or isinstance(v, (str, int, float)))
+        for k, v in settings.items()
+    )
 
 
 def _checked_params(cls, params) -> dict:
