@@ -374,9 +374,12 @@ def test_annotate_opens_widget_with_sample_and_labels(make_napari_viewer, tmp_pa
     viewer = make_napari_viewer()
     args = build_parser().parse_args(
         ["annotate", "--sample", "nuclei3d", "--labels", str(tmp_path / "seg.tif")]
+        + ["--objects", "nuclei"]
     )
     viewer, w = open_viewer(args, viewer=viewer)
     assert type(w).__name__ == "FCFIWidget"
+    assert w.objects_combo.currentData() == "nuclei"
+    assert w.editor.correction_threshold < w.editor.threshold
     assert w.image_layer.name == "nuclei3d"
     assert w.labels_layer.name == "seg"
     assert w.click_mode_check.isChecked()
@@ -384,6 +387,11 @@ def test_annotate_opens_widget_with_sample_and_labels(make_napari_viewer, tmp_pa
     bad = build_parser().parse_args(["annotate", str(tmp_path / "missing.tif")])
     with pytest.raises(ValueError, match="does not exist"):
         open_viewer(bad, viewer=viewer)
+    bad = build_parser().parse_args(["annotate", "--sample", "nuclei2d", "--objects", "cells"])
+    n_layers = len(viewer.layers)
+    with pytest.raises(ValueError, match="unknown kind of object 'cells'.*any, nuclei"):
+        open_viewer(bad, viewer=viewer)
+    assert len(viewer.layers) == n_layers  # refused before anything opened
 
 
 def test_click_mode_mouse_buttons(viewer2d):

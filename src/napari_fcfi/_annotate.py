@@ -52,6 +52,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--checkpoint", help="FCFI checkpoint file instead of the built-in model")
     p.add_argument(
+        "--objects",
+        metavar="KIND",
+        default=None,
+        help="the kind of object: 'any' (default) or 'nuclei' (sets the first-click and "
+        "corrections thresholds to the built-in model's values for it)",
+    )
+    p.add_argument(
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto"
     )
     return p
@@ -88,6 +95,16 @@ def open_viewer(args, viewer=None):
         raise ValueError(f"image file {args.image!r} does not exist")
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint file {args.checkpoint!r} does not exist")
+    objects = getattr(args, "objects", None)
+    if objects is not None:
+        from .annotation.predictors import builtin_thresholds
+
+        kinds = builtin_thresholds()
+        if objects not in kinds:
+            raise ValueError(
+                f"unknown kind of object {objects!r} for --objects; choose one of "
+                f"{', '.join(kinds)}"
+            )
     if args.labels:
         from .annotation.autosave import check_path
 
@@ -139,6 +156,8 @@ def open_viewer(args, viewer=None):
     if args.checkpoint:
         widget.set_checkpoint(args.checkpoint)
     widget.device_combo.setCurrentText(args.device)
+    if objects is not None:
+        widget.panel.set_objects(objects)
     if args.labels:
         widget.set_output(Path(args.labels).resolve())
     if image_layer is not None:
