@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The model card's robot-user protocol for one weights file, on both validation splits:
 # 20 clicks, seed 0, `fcfi`, 300 instances per set (or N with --instances N), the two sets
-# in parallel with one torch thread each (3-4 minutes on a quiet 2-core Xeon). With --ablation the
+# in parallel with one torch thread each (3-4 minutes on a quiet 2-core Xeon), and, when the
+# weights carry a nuclei preset, DSB2018 with it (`--preset nuclei`) alongside. With --ablation the
 # feedback ablation of the model card follows (100 instances per set, fcfi and
 # fcfi-nofeedback). Prints a one-line summary per run; the JSON files land in OUT.
 #
@@ -31,10 +32,10 @@ done
 [ -f "$MODEL" ] || { echo "missing weights file $MODEL" >&2; exit 1; }
 mkdir -p "$OUT"
 
-run() {  # name images labels instances method
+run() {  # name images labels instances method [more evaluate options]
   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 napari-fcfi evaluate --images "$2" --labels "$3" \
     --model "$MODEL" --split val --max-instances "$4" --max-clicks 20 --seed 0 \
-    --method "$5" --json "$OUT/$1.json" > "$OUT/$1.log" 2>&1
+    --method "$5" "${@:6}" --json "$OUT/$1.json" > "$OUT/$1.log" 2>&1
 }
 
 pair() {  # the two sets in parallel: name-suffix instances method; fails with the log of a failed run
@@ -58,8 +59,19 @@ for path in sys.argv[1:]:
 EOF
 }
 
+NUCLEI=0  # the weights' JSON names their presets (a file without one is left to evaluate's message)
+if [ -f "${MODEL%.*}.json" ]; then
+  NUCLEI=$(python -c 'import json, sys; print(int("nuclei" in (json.load(open(sys.argv[1])).get("presets") or {})))' "${MODEL%.*}.json")
+fi
+if [ "$NUCLEI" = 1 ]; then
+  run dsb-nuclei "$D/images" "$D/labels" "$N" fcfi --preset nuclei & NUCLEI_PID=$!
+fi
 pair -fcfi "$N" fcfi
 summary "$OUT/dsb-fcfi.json" "$OUT/usi-fcfi.json"
+if [ "$NUCLEI" = 1 ]; then
+  wait "$NUCLEI_PID" || { tail -n 5 "$OUT/dsb-nuclei.log" >&2; exit 1; }
+  summary "$OUT/dsb-nuclei.json"
+fi
 
 if [ "$ABLATION" = 1 ]; then
   for m in fcfi fcfi-nofeedback; do

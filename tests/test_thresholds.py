@@ -31,7 +31,11 @@ class SoftStub(StubNet):
 
 def stub_with_presets():
     net = SoftStub()
-    net.inference_presets = {"nuclei": {"correction_threshold": 0.3}, "odd": {"threshold": 2}}
+    net.inference_presets = {
+        "nuclei": {"correction_threshold": 0.3},
+        "odd": {"threshold": 2},
+        "typo": {"corection_threshold": 0.3},
+    }
     return net
 
 
@@ -46,12 +50,14 @@ def test_presets_set_the_correction_threshold_and_explicit_values_win():
 
 
 def test_unknown_or_broken_presets_are_refused_by_name():
-    with pytest.raises(ValueError, match=r"unknown preset 'cells'.*nuclei, odd"):
+    with pytest.raises(ValueError, match=r"unknown preset 'cells'.*nuclei, odd, typo"):
         Predictor(stub_with_presets(), device="cpu", preset="cells")
     with pytest.raises(ValueError, match=r"unknown preset 'nuclei'.*none"):
         Predictor(SoftStub(), device="cpu", preset="nuclei")
     with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\].*preset 'odd'"):
         Predictor(stub_with_presets(), device="cpu", preset="odd")
+    with pytest.raises(ValueError, match=r"preset 'typo' sets unknown settings \['corection"):
+        Predictor(stub_with_presets(), device="cpu", preset="typo")
     with pytest.raises(ValueError, match="correction_threshold must lie"):
         Predictor(SoftStub(), device="cpu", correction_threshold=-0.1)
 

@@ -68,6 +68,11 @@ def test_protocol_runs_on_both_sets_and_writes_json(tmp_path):
         assert record["method"] == "fcfi"
         assert f"{name}.json: n=3 NoC@80/85/90" in res.stdout
         assert record["mIoU"][-1] > 0.5  # bright disks on a dark background
+    # the built-in weights carry a nuclei preset: the nuclei are also run with it
+    record = json.loads((out / "dsb-nuclei.json").read_text())
+    assert record["settings"]["preset"] == "nuclei" and record["instances"] == 3
+    assert record["settings"]["correction_threshold"] < record["settings"]["threshold"]
+    assert "dsb-nuclei.json: n=3 NoC@80/85/90" in res.stdout
 
 
 @pytest.mark.parametrize(

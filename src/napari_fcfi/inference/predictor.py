@@ -306,6 +306,12 @@ class Predictor:
         if preset is not None and preset not in presets:
             names = ", ".join(sorted(presets)) or "none"
             raise ValueError(f"unknown preset {preset!r}; this model's presets: {names}")
+        unknown = sorted(set(presets.get(preset, {})) - set(DEFAULT_ZOOM))
+        if unknown:
+            raise ValueError(
+                f"the model's preset {preset!r} sets unknown settings {unknown}; known: "
+                f"{sorted(DEFAULT_ZOOM)}"
+            )
         defaults = dict(DEFAULT_ZOOM)
         for layer in (getattr(model, "inference_defaults", None) or {}, presets.get(preset, {})):
             defaults.update({k: v for k, v in layer.items() if k in DEFAULT_ZOOM})
