@@ -18,7 +18,7 @@ from napari_fcfi.annotation.events import (
 from napari_fcfi.annotation.planes import compose_object
 from napari_fcfi.annotation.predictors import INJECTED, PredictorCache, PredictorSettings
 from napari_fcfi.annotation.store import ArrayLabelStore, LabelStore
-from stubnet import StubNet
+from stubnet import SoftStub, StubNet
 
 
 def steps(store: ArrayLabelStore) -> int:
@@ -287,15 +287,6 @@ def test_detaching_mid_propagation_takes_the_preview_back():
 
 
 # ------------------------------------------------------------------ settings
-class SoftStub(StubNet):
-    """StubNet with logits / 10: probabilities ~0.84 on click disks, ~0.32 elsewhere."""
-
-    def forward(self, *args, **kwargs):
-        out = super().forward(*args, **kwargs)
-        out["instances"] = out["instances"] / 10
-        return out
-
-
 def test_threshold_redraws_and_settings_restart_histories():
     editor, store = make_editor(dark_image((64, 80)), model=SoftStub())
     editor.click((), 30, 40)

@@ -581,15 +581,7 @@ def test_canvas_clicks_with_the_labels_layer_selected(make_napari_viewer, qtbot)
 def test_objects_choice_sets_both_thresholds(viewer2d):
     from napari_fcfi._widget import FCFIWidget
     from napari_fcfi.annotation.predictors import builtin_thresholds
-    from stubnet import StubNet
-
-    class SoftStub(StubNet):
-        """StubNet with logits / 10: probabilities ~0.84 on click disks, ~0.32 elsewhere."""
-
-        def forward(self, *args, **kwargs):
-            out = super().forward(*args, **kwargs)
-            out["instances"] = out["instances"] / 10
-            return out
+    from stubnet import SoftStub
 
     w = FCFIWidget(viewer2d, model=SoftStub())
     viewer2d.window.add_dock_widget(w)
@@ -617,15 +609,7 @@ def test_objects_choice_sets_both_thresholds(viewer2d):
 
 def test_threshold_and_settings_changes(viewer2d):
     from napari_fcfi._widget import FCFIWidget
-    from stubnet import StubNet
-
-    class SoftStub(StubNet):
-        """StubNet with logits / 10: probabilities ~0.84 on click disks, ~0.32 elsewhere."""
-
-        def forward(self, *args, **kwargs):
-            out = super().forward(*args, **kwargs)
-            out["instances"] = out["instances"] / 10
-            return out
+    from stubnet import SoftStub
 
     w = FCFIWidget(viewer2d, model=SoftStub())
     viewer2d.window.add_dock_widget(w)

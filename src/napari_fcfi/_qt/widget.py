@@ -81,13 +81,14 @@ class FCFIWidget(QWidget):
             bind_keys=self._bind_keys,
         )
         self._build_ui(model)
+        first, corrections = self.panel.thresholds()
         self.editor = AnnotationEditor(
             executor=self.jobs,
             predictors=PredictorCache(model=model, predictor_factory=predictor_factory),
             session_factory=session_factory,
             settings=self.panel.predictor_settings(),
-            threshold=self.panel.thresholds()[0],
-            correction_threshold=self.panel.thresholds()[1],
+            threshold=first,
+            correction_threshold=corrections,
         )
         self.editor.events.connect(self._on_editor_event)
         self.jobs.idle_callbacks.append(self._on_jobs_idle)

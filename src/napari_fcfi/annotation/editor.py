@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..inference.predictor import unit_setting
 from . import commands as cmd
 from .events import ClicksChanged, Error, Events, Idle, ObjectChanged, Progress, Status
 from .executor import Executor, InlineExecutor
@@ -80,11 +81,11 @@ class AnnotationEditor:
         self.allow_overwrite = False
         self._state = EditorState(
             settings=settings if settings is not None else PredictorSettings(),
-            threshold=_unit("threshold", threshold),
+            threshold=unit_setting("threshold", threshold),
             correction_threshold=(
                 None
                 if correction_threshold is None
-                else _unit("correction_threshold", correction_threshold)
+                else unit_setting("correction_threshold", correction_threshold)
             ),
         )
         self._sequencer = Sequencer(
@@ -225,11 +226,11 @@ class AnnotationEditor:
         """Binarise first-click answers at ``threshold`` and the answers with feedback at
         ``correction_threshold`` (None: ``threshold``) from now on; the object on plane
         ``key`` is redrawn."""
-        t = _unit("threshold", threshold)
+        t = unit_setting("threshold", threshold)
         ct = (
             None
             if correction_threshold is None
-            else _unit("correction_threshold", correction_threshold)
+            else unit_setting("correction_threshold", correction_threshold)
         )
         self._submit(cmd.SetThreshold(tuple(key), t, self.allow_overwrite, ct))
 
@@ -254,14 +255,3 @@ class AnnotationEditor:
 
     def _apply(self, command) -> None:
         self._rules.apply(command)
-
-
-def _unit(name: str, value) -> float:
-    """``value`` as a float in [0, 1], else ``ValueError`` naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not 0.0 <= v <= 1.0:  # also refuses NaN
-        raise ValueError(f"{name} must lie in [0, 1], got {value}")
-    return v

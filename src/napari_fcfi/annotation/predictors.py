@@ -23,20 +23,20 @@ from ..devices import DEVICES, pick_device
 INJECTED = "injected"
 #: the built-in model's config (read without loading the network)
 BUILTIN_CONFIG = Path(__file__).resolve().parents[1] / "weights" / "fcfi-lite.json"
-#: the binarisation threshold when the model sets none (the official evaluation's)
-THRESHOLD = 0.49
 
 
 def builtin_thresholds(config: Path = BUILTIN_CONFIG) -> dict[str, tuple[float, float]]:
     """The built-in model's thresholds by object kind: ``{"any": (first, corrections),
     preset: (first, corrections), ...}``, from its inference defaults and presets (the
     settings of the first click's answer and of the answers with feedback)."""
+    from ..inference.predictor import DEFAULT_ZOOM
+
     cfg = json.loads(Path(config).read_text())
     base = dict(cfg.get("inference_defaults") or {})
     out = {}
     for name, over in [("any", {}), *(cfg.get("presets") or {}).items()]:
         s = {**base, **over}
-        first = float(s.get("threshold", THRESHOLD))
+        first = float(s.get("threshold", DEFAULT_ZOOM["threshold"]))
         ct = s.get("correction_threshold")
         out[name] = (first, first if ct is None else float(ct))
     return out
@@ -119,7 +119,7 @@ class PredictorCache:
     def set_threshold(self, threshold: float, correction_threshold: float | None = None) -> None:
         """Set the thresholds of the current predictor (if any)."""
         if self._predictor is not None:
-            _set_thresholds(self._predictor, threshold, correction_threshold)
+            set_thresholds(self._predictor, threshold, correction_threshold)
 
     def get(
         self,
@@ -168,11 +168,13 @@ class PredictorCache:
                 first_click=None if settings.fit else "window",
             )
             self._predictor_key = key
-        _set_thresholds(self._predictor, threshold, correction_threshold)
+        set_thresholds(self._predictor, threshold, correction_threshold)
         return self._predictor
 
 
-def _set_thresholds(predictor, threshold: float, correction_threshold: float | None) -> None:
+def set_thresholds(predictor, threshold: float, correction_threshold: float | None) -> None:
+    """Binarise ``predictor``'s first-click answers at ``threshold`` and its answers with
+    feedback at ``correction_threshold`` (None: ``threshold``)."""
     predictor.threshold = float(threshold)
     predictor.correction_threshold = (
         None if correction_threshold is None else float(correction_threshold)

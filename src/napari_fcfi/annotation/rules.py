@@ -49,7 +49,7 @@ from .planes import (
     reframe,
     restore_object,
 )
-from .predictors import PredictorCache
+from .predictors import PredictorCache, set_thresholds
 from .propagation import FAILED, PropagationRun, apply_record, propagation_work
 from .sequencer import Sequencer
 
@@ -263,9 +263,7 @@ class Rules:
         state = None if obj is None else obj.slices.get(c.key)
         if state is None or state.session is None or not state.session.clicks:
             return
-        predictor = state.session.predictor
-        predictor.threshold = c.threshold
-        predictor.correction_threshold = c.correction_threshold
+        set_thresholds(state.session.predictor, c.threshold, c.correction_threshold)
         slices, values = state.session.mask_roi
         self._write_mask(obj, c.key, state, rect_of_slices(*slices), values, c.overwrite)
         state.masks[state.position] = (state.rect, state.written.copy())

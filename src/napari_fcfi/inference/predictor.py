@@ -224,8 +224,8 @@ def _setting(name: str, value, low: float, strict: bool, source: str) -> float:
     return v
 
 
-def _unit(name: str, value, source: str) -> float:
-    """``value`` as a float in [0, 1]."""
+def unit_setting(name: str, value, source: str = "") -> float:
+    """``value`` as a float in [0, 1], else ``ValueError`` naming ``name`` (and ``source``)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -331,13 +331,13 @@ class Predictor:
         def source(key):
             return f" (from the model's {origin})" if given[key] is None else ""
 
-        self.threshold = _unit("threshold", settings["threshold"], source("threshold"))
+        self.threshold = unit_setting("threshold", settings["threshold"], source("threshold"))
         ct = settings["correction_threshold"]
         #: binarises the answers that had feedback; None: ``threshold``
         self.correction_threshold = (
             None
             if ct is None
-            else _unit("correction_threshold", ct, source("correction_threshold"))
+            else unit_setting("correction_threshold", ct, source("correction_threshold"))
         )
         self.preset = preset
         self.device = pick_device(device)
