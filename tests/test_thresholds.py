@@ -130,18 +130,20 @@ def test_editor_redraws_with_the_threshold_of_each_answer():
         editor.set_threshold(0.49, (), correction_threshold=1.5)
 
 
-def test_the_builtin_model_ships_a_nuclei_preset():
+def test_the_builtin_model_ships_its_correction_threshold_and_a_nuclei_preset():
     cfg = json.loads(BUILTIN_CONFIG.read_text())
     assert set(cfg["presets"]) == {"nuclei"}
     presets = builtin_thresholds()
-    assert presets["any"] == (0.49, 0.49)
-    first, corrections = presets["nuclei"]
-    assert first == 0.49 and corrections < first
+    first, any_corrections = presets["any"]
+    assert first == 0.49 and any_corrections == cfg["inference_defaults"]["correction_threshold"]
+    nuclei_first, corrections = presets["nuclei"]
+    assert nuclei_first == 0.49 and corrections < any_corrections < first
     from napari_fcfi.model.io import load_model
 
     model = load_model(None, device="cpu")
+    assert Predictor(model, device="cpu").threshold_for(False) == any_corrections
     pred = Predictor(model, device="cpu", preset="nuclei")
-    assert pred.threshold_for(False) == corrections
+    assert pred.threshold_for(True) == first and pred.threshold_for(False) == corrections
 
 
 def test_presets_survive_a_save_and_load(tmp_path):
