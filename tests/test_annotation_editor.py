@@ -384,3 +384,28 @@ def test_compose_object_gives_taken_pixels_back():
     assert (compose_object(plane, mask, 5, False)[1] == 0).all()
     continued = np.full((4, 4), 5, np.uint16)
     assert not compose_object(continued, mask, 5, False, before=continued)[0].any()
+
+
+def test_propagated_slices_start_from_a_prior_and_clicks_from_labels_do_not(monkeypatch):
+    """Propagation hands each slice its neighbour's mask as a prior (the answer is read at
+    the first-click threshold); a click on an existing label stays a correction."""
+    import napari_fcfi.inference.session as session_module
+
+    made = []
+
+    class Recording(session_module.InteractiveSession):
+        def __init__(self, predictor, image, feedback=None, *, prior=False):
+            made.append((feedback is not None, prior))
+            super().__init__(predictor, image, feedback=feedback, prior=prior)
+
+    monkeypatch.setattr(session_module, "InteractiveSession", Recording)
+    editor, store = make_editor(dark_image((5, 48, 48)))
+    editor.click((2,), 24, 24)
+    assert made == [(False, False)]
+    editor.propagate((2,))
+    assert store.data[0, 24, 24] == 1 and store.data[4, 24, 24] == 1
+    assert made[1:] and all(m == (True, True) for m in made[1:])
+    made.clear()
+    editor.finish()
+    editor.click((4,), 24, 24)  # on the propagated label: a correction, not a prior
+    assert made == [(True, False)]

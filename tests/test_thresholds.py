@@ -82,6 +82,28 @@ def test_a_click_on_an_existing_label_is_a_correction():
     assert s.mask.any()  # the answer had feedback: read at the correction threshold
 
 
+def test_a_propagation_prior_is_not_a_correction():
+    """A session that starts from a neighbouring plane's mask (``prior=True``) reads its
+    first answer at the first-click threshold; a later click and a hand edit are
+    corrections again, and a reset starts from the prior once more."""
+    img = dark_image((64, 80))
+    pred = Predictor(SoftStub(), device="cpu", zoom_in=False, flip=False, threshold=0.99)
+    pred.correction_threshold = 0.5
+    start = np.zeros(img.shape, bool)
+    start[25:35, 35:45] = True
+    s = InteractiveSession(pred, img, feedback=start, prior=True)
+    s.click(30, 40, True)
+    assert not s.mask.any()  # the first answer: read at 0.99
+    s.click(10, 10, False)
+    assert s.mask.any()  # a later click: read at 0.5
+    s.set_feedback(start)
+    s.click(30, 40, True)
+    assert s.mask.any()  # after a hand edit: a correction
+    s.reset()
+    s.click(30, 40, True)
+    assert not s.mask.any()  # from the prior again: a first answer
+
+
 class ConstantMethod:
     """Answers 0.4 on the object and 0 elsewhere, whatever the clicks."""
 

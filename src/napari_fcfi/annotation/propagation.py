@@ -44,7 +44,7 @@ def propagation_work(
     def work():
         predictor = get_predictor()
         steps = iter_propagate(
-            lambda image, feedback: new_session(predictor, image, feedback),
+            lambda image, feedback: new_session(predictor, image, feedback, prior=True),
             lambda i: read_image(prefix + (i,)),
             key[-1],
             mask,

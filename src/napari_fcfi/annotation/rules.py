@@ -92,17 +92,21 @@ class Rules:
     def _report_failure(self, exc: BaseException) -> None:
         self._emit(Error(f"{type(exc).__name__}: {exc}"), ClicksChanged())
 
-    def new_session(self, predictor, image, feedback):
+    def new_session(self, predictor, image, feedback, prior: bool = False):
         """A click history on ``image`` starting from ``feedback`` (a mask, a
-        :class:`~napari_fcfi.inference.maps.RoiMap` or ``None``)."""
+        :class:`~napari_fcfi.inference.maps.RoiMap` or ``None``). ``prior``: the feedback
+        is a neighbouring plane's mask (propagation), so the first answer is read at the
+        first-click threshold (a custom ``session_factory`` is called as before)."""
         from ..inference.maps import RoiMap
 
-        factory = self._session_factory
-        if factory is None:
-            from ..inference.session import InteractiveSession as factory
         fb = feedback
         if fb is not None and not isinstance(fb, RoiMap):
             fb = np.asarray(fb, dtype=np.float32)
+        factory = self._session_factory
+        if factory is None:
+            from ..inference.session import InteractiveSession
+
+            return InteractiveSession(predictor, image, feedback=fb, prior=prior)
         return factory(predictor, image, feedback=fb)
 
     # ------------------------------------------------------------------ rectangles

@@ -40,19 +40,25 @@ class InteractiveSession:
     correct); it is the probability shown before the first click and the feedback of the
     first click, whose window then includes it.
 
+    ``prior``: the starting feedback is a prior carried over from another plane (a
+    propagation step), not an answer being corrected, so the answer to the first click is
+    read at the first-click threshold (:meth:`Predictor.threshold_for`) like any object's
+    first answer; otherwise a click on a starting feedback is a correction.
+
     ``add_click(y, x, positive)`` returns the new probability map. ``set_feedback(mask)``
     replaces the result with a hand-edited mask, which becomes the feedback (and the
     zoom-in reference) of the next click. ``reset()`` returns to the starting state. All
     three are undoable. Invalid input raises ``ValueError`` and changes nothing.
     """
 
-    def __init__(self, predictor: Predictor, image, feedback=None):
+    def __init__(self, predictor: Predictor, image, feedback=None, *, prior: bool = False):
         if not isinstance(predictor, Predictor):
             raise ValueError("predictor must be a napari_fcfi.Predictor")
         self.predictor = predictor
         self._image = predictor.prepare_image(image)
         self.shape = self._image.shape
         fb = _compact(as_feedback(feedback, self.shape))
+        self._prior = bool(prior) and fb is not None
         self._start = _Step((), fb, fb, ZoomState(), "start")
         self._history: list[_Step] = [self._start]
         self._pos = 0
@@ -84,7 +90,10 @@ class InteractiveSession:
         cur = self._cur
         clicks = cur.clicks + (click,)
         pred, zoom = self.predictor.predict_roi(self._image, list(clicks), cur.feedback, cur.zoom)
-        first = not cur.clicks and cur.feedback is None
+        # a first answer: nothing before it, or only the prior this session started from
+        first = not cur.clicks and (
+            cur.feedback is None or (self._prior and cur.feedback is self._start.feedback)
+        )
         self._push(_Step(clicks, pred.prob, pred.prob, zoom, "click", first))
 
     def set_feedback(self, mask) -> None:
