@@ -82,8 +82,8 @@ def evaluate_propagation(
         return planes[i]
 
     def session(image, feedback):
-        # each propagated slice starts from its neighbour's mask as a prior
-        return InteractiveSession(predictor, image, feedback=feedback, prior=feedback is not None)
+        # a propagated slice starts from its neighbour's mask: a prior, not a correction
+        return InteractiveSession(predictor, image, feedback=feedback, prior=True)
 
     for done, (label, sl) in enumerate(found, start=1):
         obj = labels[sl] == label

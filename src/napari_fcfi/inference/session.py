@@ -90,7 +90,6 @@ class InteractiveSession:
         cur = self._cur
         clicks = cur.clicks + (click,)
         pred, zoom = self.predictor.predict_roi(self._image, list(clicks), cur.feedback, cur.zoom)
-        # a first answer: nothing before it, or only the prior this session started from
         first = not cur.clicks and (
             cur.feedback is None or (self._prior and cur.feedback is self._start.feedback)
         )
