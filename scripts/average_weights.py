@@ -115,8 +115,12 @@ def _reestimate_bn(model, args, record: dict, rng) -> None:
     """BatchNorm statistics of ``model`` from training batches drawn as in its training."""
     import torch
 
-    from napari_fcfi.training.data import AugmentConfig, MixedGenerator, SampleGenerator
-    from napari_fcfi.training.trainer import TrainConfig, load_datasets, recalibrate_bn
+    from napari_fcfi.training.trainer import (
+        TrainConfig,
+        load_datasets,
+        recalibrate_bn,
+        training_generator,
+    )
 
     cfg = TrainConfig(
         images=list(args.images),
@@ -128,11 +132,7 @@ def _reestimate_bn(model, args, record: dict, rng) -> None:
         scale_mode=record.get("scale_mode", "object"),
         seed=args.seed,
     )
-    aug = AugmentConfig(
-        crop=cfg.crop, scale_range=tuple(cfg.scale_range), scale_mode=cfg.scale_mode
-    )
-    data = load_datasets(cfg)
-    gen = MixedGenerator([SampleGenerator(items, aug) for _, items, _ in data], cfg.data_weights)
+    gen = training_generator(cfg, load_datasets(cfg))
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     recalibrate_bn(model, gen, rng, cfg, args.bn_batches)

@@ -452,6 +452,15 @@ def load_datasets(cfg: TrainConfig):
     return out
 
 
+def training_generator(cfg: TrainConfig, data) -> MixedGenerator:
+    """The training samples of ``data`` (:func:`load_datasets`' output), drawn as ``cfg``
+    says (crop, scale, the datasets' weights)."""
+    aug = AugmentConfig(
+        crop=cfg.crop, scale_range=tuple(cfg.scale_range), scale_mode=cfg.scale_mode
+    )
+    return MixedGenerator([SampleGenerator(items, aug) for _, items, _ in data], cfg.data_weights)
+
+
 def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
     from tqdm import tqdm
 
@@ -462,10 +471,7 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
     ck = load_checkpoint(ckpt_path) if resume else None
 
     data = load_datasets(cfg)
-    aug = AugmentConfig(
-        crop=cfg.crop, scale_range=tuple(cfg.scale_range), scale_mode=cfg.scale_mode
-    )
-    gen = MixedGenerator([SampleGenerator(items, aug) for _, items, _ in data], cfg.data_weights)
+    gen = training_generator(cfg, data)
     validations = {name: ValidationSet(val, cfg.val_objects) for name, _, val in data if val}
 
     torch.manual_seed(cfg.seed)
