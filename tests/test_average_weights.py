@@ -3,40 +3,21 @@ re-estimated, written with a training record that scripts/package_weights.py acc
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
-import numpy as np
-import tifffile
 import torch
-from skimage.draw import disk
 
+from _training_helpers import load_script, write_dataset
 from napari_fcfi.model.lite import BUILTIN_WEIGHTS, FCFILite, config_path, load_lite, save_lite
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "average_weights.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("average_weights", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("average_weights")
 
 
-def _dataset(root, n=3, size=96):
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i in range(n):
-        lab = np.zeros((size, size), np.uint16)
-        for k, (cy, cx, r) in enumerate([(25, 25, 9), (60, 35, 11), (40, 70, 8)], start=1):
-            rr, cc = disk((cy + 3 * i, cx), r, shape=lab.shape)
-            lab[rr, cc] = k
-        img = np.clip((lab > 0) * 150.0 + 30 + rng.normal(0, 8, lab.shape), 0, 255)
-        tifffile.imwrite(root / "images" / f"img{i}.tif", img.astype(np.uint8))
-        tifffile.imwrite(root / "labels" / f"img{i}.tif", lab)
-    return ["--images", str(root / "images"), "--labels", str(root / "labels")]
+def _dataset(root):
+    images, labels = write_dataset(root, n=3)
+    return ["--images", str(images), "--labels", str(labels)]
 
 
 def _chunk(tmp_path, name, samples_total, scale, record=True):

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import torch
 
+from _training_helpers import load_script
 from napari_fcfi.model.lite import BUILTIN_WEIGHTS, config_path, load_lite, save_lite
-
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "package_weights.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("package_weights", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("package_weights")
 
 
 def _run_output(tmp_path, samples_total, wall_time_s=600.0):

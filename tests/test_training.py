@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-import tifffile
 import torch
 from skimage.draw import disk
 
+from _training_helpers import write_dataset
 from napari_fcfi.model.lite import BUILTIN_WEIGHTS, FCFILite, load_lite, save_lite
 from napari_fcfi.training.data import (
     AugmentConfig,
@@ -23,30 +23,9 @@ from napari_fcfi.training.losses import normalized_focal_loss, soft_focus_weight
 from napari_fcfi.training.trainer import TrainConfig, train
 
 
-def _write_dataset(root, n=2, size=96, rgb=False, dtype=np.uint8):
-    """``n`` synthetic images of bright disks (nuclei) with instance labels."""
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i in range(n):
-        lab = np.zeros((size, size), np.uint16)
-        for k, (cy, cx, r) in enumerate([(25, 25, 9), (60, 35, 11), (40, 70, 8)], start=1):
-            rr, cc = disk((cy + 3 * i, cx), r, shape=lab.shape)
-            lab[rr, cc] = k
-        img = (lab > 0) * 150.0 + 30 + rng.normal(0, 8, lab.shape)
-        if dtype == np.uint16:
-            img = img * 40
-        img = np.clip(img, 0, np.iinfo(dtype).max).astype(dtype)
-        if rgb:
-            img = np.stack([img, img // 2, img], axis=-1)
-        tifffile.imwrite(root / "images" / f"img{i}.tif", img)
-        tifffile.imwrite(root / "labels" / f"img{i}.tif", lab)
-    return root / "images", root / "labels"
-
-
 @pytest.fixture
 def dataset(tmp_path):
-    return _write_dataset(tmp_path / "data")
+    return write_dataset(tmp_path / "data")
 
 
 @pytest.fixture
@@ -71,7 +50,7 @@ def test_split_ids_uses_project_split():
 
 @pytest.mark.parametrize("rgb,dtype", [(False, np.uint8), (True, np.uint8), (False, np.uint16)])
 def test_sample_generator(tmp_path, rgb, dtype):
-    images, labels = _write_dataset(tmp_path / "d", rgb=rgb, dtype=dtype)
+    images, labels = write_dataset(tmp_path / "d", rgb=rgb, dtype=dtype)
     items = load_items(images, labels)
     assert [len(it.objects) for it in items] == [3, 3]
     gen = SampleGenerator(items, AugmentConfig(crop=64))
