@@ -4,16 +4,19 @@
         --images D/images --labels D/labels --images U/images --labels U/labels \
         --out runs/avg/fcfi-lite.safetensors
 
-The inputs are the float32 final weights of training runs (``napari-fcfi train --out``)
-where each continues the one before, all of the same architecture. Their parameters are
-averaged with equal weight; the BatchNorm statistics of the average are then re-estimated
-on training batches drawn as in training (the training splits of the given folders only),
-because an average of the inputs' statistics does not describe the averaged network.
+The inputs are the float32 final weights of training runs (``napari-fcfi train --out``) of
+one lineage, all of the same architecture: successive chunks (each continues the one
+before), sibling chunks (each continues the same weights, with another seed), or both.
+Their parameters are averaged with equal weight; the BatchNorm statistics of the average
+are then re-estimated on training batches drawn as in training (the training splits of the
+given folders only), because an average of the inputs' statistics does not describe the
+averaged network.
 
-The output is float32 with the newest input's training record (the samples behind the
-average are the newest input's, which already include the older ones) plus
-``average_of`` (each input's name and samples), so ``scripts/package_weights.py`` turns it
-into the shipped files like any run.
+The output is float32 with the newest input's training record plus ``average_of`` (each
+input's name and samples); its ``samples_total`` counts every training sample behind the
+average once (:func:`samples_behind`) and its ``wall_time_s`` the training time of every
+chunk the newest input's record does not already count, so ``scripts/package_weights.py``
+turns it into the shipped files like any run.
 """
 
 from __future__ import annotations
@@ -97,18 +100,58 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     _reestimate_bn(model, args, records[newest], np.random.default_rng(args.seed))
     record = dict(records[newest])
+    record["samples_total"] = samples_behind(records, newest)
     record["average_of"] = [
         {"weights": str(w), "samples_total": r["samples_total"]}
         for w, r in zip(args.weights, records)
     ]
     record["bn_batches"] = args.bn_batches
-    record["wall_time_s"] = float(record.get("wall_time_s", 0.0)) + time.perf_counter() - t0
+    record["wall_time_s"] = (
+        float(record.get("wall_time_s", 0.0))
+        + sum(float(records[i].get("wall_time_s", 0.0)) for i in siblings(records, newest))
+        + time.perf_counter()
+        - t0
+    )
     save_lite(model.eval(), out, extra={"training": record})
     print(
         f"{out}: average of {len(models)} weights files, "
-        f"{record['samples_total']:,} samples behind the newest"
+        f"{record['samples_total']:,} training samples behind them"
     )
     return 0
+
+
+def siblings(records: list[dict], newest: int) -> list[int]:
+    """The inputs whose training the newest input's record does not already count.
+
+    A chunk's record holds its own ``samples`` and the ``samples_total`` at its end, so it
+    started at ``samples_total - samples``. The newest chunk's record counts its ancestors:
+    the input whose total is the start of the newest chunk, the input whose total is the
+    start of that one's chunk, and so on. Every other input is a sibling branch (continued
+    from weights on that lineage): its own chunk's samples and time add to the average's.
+    """
+    ancestors = {newest}
+    current = records[newest]
+    while True:
+        start = int(current["samples_total"]) - int(current.get("samples", 0))
+        parent = next(
+            (
+                i
+                for i, r in enumerate(records)
+                if i not in ancestors and int(r["samples_total"]) == start
+            ),
+            None,
+        )
+        if parent is None or start <= 0:
+            break
+        ancestors.add(parent)
+        current = records[parent]
+    return [i for i in range(len(records)) if i not in ancestors]
+
+
+def samples_behind(records: list[dict], newest: int) -> int:
+    """Training samples behind an average: the newest input's total plus its siblings' chunks."""
+    extra = sum(int(records[i].get("samples", 0)) for i in siblings(records, newest))
+    return int(records[newest]["samples_total"]) + extra
 
 
 def _reestimate_bn(model, args, record: dict, rng) -> None:

@@ -20,7 +20,7 @@ def _dataset(root):
     return ["--images", str(images), "--labels", str(labels)]
 
 
-def _chunk(tmp_path, name, samples_total, scale, record=True):
+def _chunk(tmp_path, name, samples_total, scale, record=True, samples=1000):
     """A run's float32 output: the built-in network changed, with a training record."""
     model = load_lite(BUILTIN_WEIGHTS)
     with torch.no_grad():
@@ -33,7 +33,7 @@ def _chunk(tmp_path, name, samples_total, scale, record=True):
     if record:
         extra["training"] = {
             "steps": 10,
-            "samples": 80,
+            "samples": samples,
             "samples_total": samples_total,
             "batch": 2,
             "crop": 64,
@@ -62,7 +62,7 @@ def test_chunks_are_averaged_and_batchnorm_reestimated(tmp_path):
     assert variances and all(not torch.allclose(v, torch.full_like(v, 50.0)) for v in variances)
 
     record = json.loads(config_path(out).read_text())["training"]
-    assert record["samples_total"] == 2000  # the newest input's samples include the older ones
+    assert record["samples_total"] == 2000  # b continued a: its samples include a's
     assert [r["samples_total"] for r in record["average_of"]] == [1000, 2000]
     assert record["bn_batches"] == 2
     assert record["wall_time_s"] >= 60.0 * 1.02
@@ -91,3 +91,31 @@ def test_bad_inputs_are_refused_and_nothing_is_written(tmp_path, capsys):
     assert script.main([str(a), str(a), *missing, "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_samples_behind_counts_each_chunk_once():
+    behind = _script().samples_behind
+
+    def rec(total, samples):
+        return {"samples_total": total, "samples": samples}
+
+    chain = [rec(1000, 1000), rec(1500, 500), rec(2100, 600)]
+    assert behind(chain, 2) == 2100  # successive chunks: the newest total counts them all
+    siblings = [rec(1500, 500), rec(1600, 600)]  # both continued the 1000-sample weights
+    assert behind(siblings, 1) == 1600 + 500
+    parent_and_children = [rec(1000, 400), rec(1500, 500), rec(1600, 600)]
+    assert behind(parent_and_children, 2) == 1600 + 500
+    assert behind([rec(1000, 400), rec(1000, 400)], 0) == 1400  # same start, same size
+
+
+def test_sibling_chunks_average_records_all_their_samples(tmp_path):
+    data = _dataset(tmp_path / "data")
+    a, _ = _chunk(tmp_path, "a", 1500, 1.0, samples=500)
+    b, _ = _chunk(tmp_path, "b", 1500, 1.02, samples=500)
+    out = tmp_path / "avg" / "fcfi-lite.safetensors"
+    args = [str(a), str(b), *data, "--out", str(out), "--bn-batches", "1", "--threads", "1"]
+    assert _script().main(args) == 0
+    record = json.loads(config_path(out).read_text())["training"]
+    assert record["samples_total"] == 2000
+    assert [r["samples_total"] for r in record["average_of"]] == [1500, 1500]
+    assert record["wall_time_s"] >= 60.0 * (1.0 + 1.02)  # both branches' training time
