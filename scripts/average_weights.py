@@ -106,9 +106,10 @@ def main(argv=None) -> int:
         for w, r in zip(args.weights, records)
     ]
     record["bn_batches"] = args.bn_batches
+    branches = siblings(records, newest)
     record["wall_time_s"] = (
         float(record.get("wall_time_s", 0.0))
-        + sum(float(records[i].get("wall_time_s", 0.0)) for i in siblings(records, newest))
+        + sum(float(records[i].get("wall_time_s", 0.0)) for i in branches)
         + time.perf_counter()
         - t0
     )
@@ -129,22 +130,18 @@ def siblings(records: list[dict], newest: int) -> list[int]:
     start of that one's chunk, and so on. Every other input is a sibling branch (continued
     from weights on that lineage): its own chunk's samples and time add to the average's.
     """
+    ends = [int(r["samples_total"]) for r in records]
+    starts = [end - int(r.get("samples", 0)) for end, r in zip(ends, records)]
     ancestors = {newest}
-    current = records[newest]
-    while True:
-        start = int(current["samples_total"]) - int(current.get("samples", 0))
+    start = starts[newest]
+    while start > 0:
         parent = next(
-            (
-                i
-                for i, r in enumerate(records)
-                if i not in ancestors and int(r["samples_total"]) == start
-            ),
-            None,
+            (i for i in range(len(records)) if i not in ancestors and ends[i] == start), None
         )
-        if parent is None or start <= 0:
+        if parent is None:
             break
         ancestors.add(parent)
-        current = records[parent]
+        start = starts[parent]
     return [i for i in range(len(records)) if i not in ancestors]
 
 
