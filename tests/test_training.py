@@ -19,8 +19,8 @@ from napari_fcfi.training.data import (
     sample_points,
     split_ids,
 )
-from napari_fcfi.training.losses import normalized_focal_loss, soft_focus_weight
-from napari_fcfi.training.trainer import TrainConfig, train
+from napari_fcfi.training.losses import normalized_focal_loss, soft_focus_weight, soft_iou_loss
+from napari_fcfi.training.trainer import TrainConfig, compute_losses, train
 
 
 @pytest.fixture
@@ -114,6 +114,43 @@ def test_normalized_focal_loss():
     assert fw[0, 0, 20, 30] > 0.85 and fw[0, 0, 0, 0] < 0.01 and fw[0, 0, 20, 80] < 0.01
 
 
+def test_soft_iou_loss_follows_the_mask_iou():
+    t = torch.zeros(2, 1, 32, 32)
+    t[0, :, 4:12, 4:12] = 1  # a small object (64 px)
+    t[1, :, 2:30, 2:30] = 1  # a large one (784 px)
+    exact = soft_iou_loss((t * 2 - 1) * 20, t)
+    assert exact < 0.02
+    # one pixel too tight all round: the small object loses far more IoU than the large
+    tight = torch.zeros_like(t)
+    tight[0, :, 5:11, 5:11] = 1
+    tight[1, :, 3:29, 3:29] = 1
+    per_object = [
+        float(soft_iou_loss((tight[i : i + 1] * 2 - 1) * 20, t[i : i + 1])) for i in (0, 1)
+    ]
+    assert per_object[0] == pytest.approx(1 - (36 + 1) / (64 + 1), abs=1e-3)
+    assert per_object[1] == pytest.approx(1 - (676 + 1) / (784 + 1), abs=1e-3)
+    assert per_object[0] > 3 * per_object[1]
+    # the normalised focal loss weighs the two alike (it averages over the wrong pixels)
+    nfl = [
+        float(normalized_focal_loss((tight[i : i + 1] * 2 - 1) * 20, t[i : i + 1])) for i in (0, 1)
+    ]
+    assert nfl[0] == pytest.approx(nfl[1], rel=0.05)
+
+
+def test_compute_losses_adds_the_soft_iou_term_only_when_asked():
+    t = torch.zeros(1, 1, 32, 32)
+    t[..., 8:24, 8:24] = 1
+    logits = (t * 2 - 1) * 3
+    logits[..., 8, 8:24] = -3  # the object's top row missed
+    out = {"instances": logits, "feedback_ffcm": t, "feedback_cffm": t}
+    new = torch.tensor([[[16.0, 16.0, 1.0]]])
+    base, terms = compute_losses(out, t, new, 0.3)
+    assert "iou" not in terms
+    with_iou, terms = compute_losses(out, t, new, 0.3, iou_weight=2.0)
+    assert terms["iou"] > 0.05
+    assert float(with_iou) == pytest.approx(float(base) + 2.0 * terms["iou"], rel=1e-5)
+
+
 def _cfg(images, labels, out, init, **kw):
     base = dict(
         images=str(images),
@@ -137,18 +174,20 @@ def _cfg(images, labels, out, init, **kw):
 def test_tiny_training_run_and_resume(tmp_path, dataset, init_weights):
     images, labels = dataset
     # uninterrupted: 3 steps
-    full = _cfg(images, labels, tmp_path / "full.safetensors", init_weights)
+    full = _cfg(images, labels, tmp_path / "full.safetensors", init_weights, iou_weight=0.5)
     summary = train(full, progress=False)
     assert summary["steps"] == 3
     log = [json.loads(line) for line in (tmp_path / "full.run" / "log.jsonl").open()]
     assert len(log) == 3 and all(np.isfinite(r["loss"]) for r in log)
-    assert {"instances", "instances_aux", "ffcm", "cffm"} <= set(log[0])
+    assert {"instances", "instances_aux", "ffcm", "cffm", "iou"} <= set(log[0])
     # interrupted after 2 steps, then resumed to 3
-    part = _cfg(images, labels, tmp_path / "part.safetensors", init_weights, steps=2)
+    part = _cfg(
+        images, labels, tmp_path / "part.safetensors", init_weights, steps=2, iou_weight=0.5
+    )
     train(part, progress=False)
     ck = torch.load(tmp_path / "part.run" / "checkpoint.pt", weights_only=False)
     assert ck["step"] == 2
-    resumed = _cfg(images, labels, tmp_path / "part.safetensors", init_weights)
+    resumed = _cfg(images, labels, tmp_path / "part.safetensors", init_weights, iou_weight=0.5)
     assert train(resumed, progress=False, resume=True)["steps"] == 3
     a = load_lite(tmp_path / "full.safetensors").state_dict()
     b = load_lite(tmp_path / "part.safetensors").state_dict()
@@ -158,8 +197,11 @@ def test_tiny_training_run_and_resume(tmp_path, dataset, init_weights):
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     cfg = json.loads((tmp_path / "part.json").read_text())
     assert cfg["training"]["steps"] == 3 and cfg["arch"] == "fcfi-lite"
-    recipe = {k: cfg["training"][k] for k in ("lr", "max_robot_clicks", "freeze_blocks")}
+    recipe = {
+        k: cfg["training"][k] for k in ("lr", "max_robot_clicks", "freeze_blocks", "iou_weight")
+    }
     assert recipe == {
+        "iou_weight": 0.5,
         "lr": resumed.lr,
         "max_robot_clicks": resumed.max_robot_clicks,
         "freeze_blocks": resumed.freeze_blocks,
@@ -214,6 +256,8 @@ def test_finetune_builtin_via_cli(tmp_path, dataset):
         (["--crop", "50"], "multiple of 32"),
         (["--steps", "0"], "positive"),
         (["--out", "x.pt"], "safetensors"),
+        (["--iou-weight", "-1"], "--iou-weight"),
+        (["--iou-weight", "nan"], "--iou-weight"),
     ],
 )
 def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match, capsys):

@@ -99,6 +99,13 @@ def add_parser(subparsers):
         help="keep the backbone stem and its first K blocks fixed (faster steps)",
     )
     p.add_argument(
+        "--iou-weight",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="add W x (1 - soft IoU) of the output mask to the focal losses (default 0: off)",
+    )
+    p.add_argument(
         "--max-robot-clicks", type=int, default=3, help="simulated clicks per sample (0..N)"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -138,6 +145,8 @@ def _check_options(args) -> None:
         if getattr(args, name) < 0:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be >= 0, got {getattr(args, name)}")
+    if not (math.isfinite(args.iou_weight) and args.iou_weight >= 0):
+        raise ValueError(f"--iou-weight must be a number >= 0, got {args.iou_weight}")
     if args.crop % 32:
         raise ValueError(f"--crop must be a multiple of 32, got {args.crop}")
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -193,6 +202,7 @@ def _run(args) -> int:
         bf16=args.bf16,
         freeze_blocks=args.freeze_blocks,
         max_robot_clicks=args.max_robot_clicks,
+        iou_weight=args.iou_weight,
         model_params={"half_res_refine": True} if args.half_res_refine else {},
     )
     summary = train(cfg, progress=not args.no_progress, resume=args.resume)

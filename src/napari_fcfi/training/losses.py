@@ -43,6 +43,22 @@ def normalized_focal_loss(
     return per_sample.mean()
 
 
+def soft_iou_loss(pred: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Mean over the batch of ``1 - soft IoU`` of ``pred`` (B, 1, H, W) logits and 0/1 masks.
+
+    The soft IoU is ``sum(p t) / sum(p + t - p t)`` with ``p`` the sigmoid of the logits
+    (``smooth`` added to both). Unlike the normalised focal loss, which averages the
+    per-pixel errors over the hard pixels, it measures the mask as a whole: a pixel-wide
+    error along the boundary of a small object costs as much as the IoU it loses.
+    """
+    p = torch.sigmoid(pred)
+    t = target.to(p.dtype)
+    dims = tuple(range(1, pred.ndim))
+    inter = (p * t).sum(dim=dims)
+    union = (p + t - p * t).sum(dim=dims)
+    return (1.0 - (inter + smooth) / (union + smooth)).mean()
+
+
 def soft_focus_weight(
     new_points: torch.Tensor, height: int, width: int, ratio: float, edge: float = 4.0
 ) -> torch.Tensor:

@@ -9,7 +9,8 @@ One optimisation step:
    feeding the sigmoid of the output back as the previous mask (gate 0 on the first pass,
    1 afterwards); the newest click is always the FFCM focus;
 3. a last pass with gradients; loss = NFL(instances) + 0.4 NFL(instances_aux)
-   + 0.5 NFL(FFCM feedback, inside the soft focus window) + 0.5 NFL(CFFM feedback);
+   + 0.5 NFL(FFCM feedback, inside the soft focus window) + 0.5 NFL(CFFM feedback)
+   (+ ``iou_weight`` (1 - soft IoU(instances)) when ``iou_weight`` > 0);
 4. Adam (lr 5e-4, the backbone at x0.1), linear warm-up then cosine decay.
 
 Checkpoints (model, optimiser, step, elapsed time, random states, best validation score)
@@ -39,7 +40,7 @@ from .data import (
     sample_points,
     split_ids,
 )
-from .losses import normalized_focal_loss, soft_focus_weight
+from .losses import normalized_focal_loss, soft_focus_weight, soft_iou_loss
 
 LOSS_WEIGHTS = {"instances": 1.0, "instances_aux": 0.4, "ffcm": 0.5, "cffm": 0.5}
 
@@ -77,6 +78,8 @@ class TrainConfig:
     #: batches of the BatchNorm re-estimation before each validation and at the end (0: off)
     precise_bn: int = 40
     channels_last: bool = True
+    #: weight of a soft-IoU loss on the instance output, added to the focal losses (0: off)
+    iou_weight: float = 0.0
     model_params: dict = field(default_factory=dict)
 
     @property
@@ -191,8 +194,8 @@ def _draw_batch(gen, rng, cfg):
     return images, targets, target_t, clicks, counts
 
 
-def compute_losses(out, target_t, new_points, ratio):
-    """Weighted NFL terms; returns (total, dict of floats)."""
+def compute_losses(out, target_t, new_points, ratio, iou_weight=0.0):
+    """Weighted NFL terms (+ ``iou_weight`` soft-IoU); returns (total, dict of floats)."""
     h, w = target_t.shape[-2:]
     focus = soft_focus_weight(new_points, h, w, ratio)
     terms = {
@@ -205,6 +208,9 @@ def compute_losses(out, target_t, new_points, ratio):
     if "instances_aux" in out:
         terms["instances_aux"] = normalized_focal_loss(out["instances_aux"], target_t)
     total = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
+    if iou_weight > 0:
+        terms["iou"] = soft_iou_loss(out["instances"], target_t)
+        total = total + iou_weight * terms["iou"]
     return total, {k: float(v.detach()) for k, v in terms.items()}
 
 
@@ -534,7 +540,7 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
             pts, new = _to_batch(clicks, images.device)
             out = model(images, prev.float(), pts, new, gate)
         out = {k: v.float() for k, v in out.items()}
-        loss, terms = compute_losses(out, target_t, new, ratio)
+        loss, terms = compute_losses(out, target_t, new, ratio, cfg.iou_weight)
         if not torch.isfinite(loss):  # skip the update; give up if it keeps happening
             bad_steps += 1
             if bad_steps > 10:
@@ -602,6 +608,7 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
             "lr": cfg.lr,
             "max_robot_clicks": cfg.max_robot_clicks,
             "freeze_blocks": cfg.freeze_blocks,
+            "iou_weight": cfg.iou_weight,
             "scale_mode": cfg.scale_mode,
         }
     }
