@@ -95,7 +95,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--target-size", type=int, default=None, help="zoom_in_target_size")
     ap.add_argument(
-        "--flip-axes", choices=["x", "xy"], default=None, help="flip averaging (default: model's)"
+        "--flip-axes",
+        choices=["x", "xy", "xyt"],
+        default=None,
+        help="flip averaging (default: model's)",
     )
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 8000])
     ap.add_argument("--repeats", type=int, default=5)

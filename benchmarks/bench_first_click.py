@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p.add_argument("--target-size", type=int, default=None)
     p.add_argument("--min-crop", type=int, default=None)
     p.add_argument("--first-expansion", type=float, default=None)
-    p.add_argument("--flip-axes", choices=["x", "xy"], default=None)
+    p.add_argument("--flip-axes", choices=["x", "xy", "xyt"], default=None)
     p.add_argument("--min-area", type=int, default=100)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, default=None)

@@ -1,4 +1,5 @@
-"""Flip averaging of the Predictor: the official horizontal flip and both flips ("xy").
+"""Flip averaging of the Predictor: the official horizontal flip, both flips ("xy") and
+both flips with their transposes ("xyt", the eight symmetries of the square).
 
 The analytic stub network answers with the click disks, the feedback and the image, so a
 flipped pass, once its answer is flipped back, equals the plain pass exactly when the
@@ -44,7 +45,7 @@ def test_both_flips_give_the_plain_answer_when_the_clicks_follow_the_image(zoom_
     prev = np.zeros(img.shape, np.float32)
     prev[22:48, 35:75] = 0.9
     maps = {}
-    for axes in ("x", "xy"):
+    for axes in ("x", "xy", "xyt"):
         pred = Predictor(
             StubNet(), device="cpu", flip_axes=axes, zoom_in=zoom_in, zoom_in_target_size=64
         )
@@ -54,6 +55,7 @@ def test_both_flips_give_the_plain_answer_when_the_clicks_follow_the_image(zoom_
     assert ref.max() > 0.9 and ref.min() < 0.1
     np.testing.assert_allclose(maps["x"], ref, atol=1e-5)
     np.testing.assert_allclose(maps["xy"], ref, atol=1e-5)
+    np.testing.assert_allclose(maps["xyt"], ref, atol=1e-5)
 
 
 def test_xy_runs_four_flipped_passes_in_one_batch():
@@ -83,6 +85,31 @@ def test_xy_runs_four_flipped_passes_in_one_batch():
     assert pred.last_prediction.points.shape[0] == 4
 
 
+def test_xyt_adds_four_transposed_passes_in_a_second_batch():
+    img = _scene()  # 96 x 120: a transposed pass is 120 x 96
+    net = RecordingStub()
+    pred = Predictor(net, device="cpu", flip_axes="xyt", zoom_in=False)
+    pred.predict(img, CLICKS)
+    (flipped, _, _), (transposed, points, new_points) = net.calls[-2:]
+    assert flipped.shape[0] == 4 and transposed.shape[0] == 4
+    for k, dims in enumerate(([], [2], [1], [1, 2])):
+        torch.testing.assert_close(
+            transposed[k], torch.flip(flipped[0], dims=dims).transpose(-1, -2)
+        )
+    h, w = img.shape
+    real = points[0, :, 0] >= 0
+    y, x = points[0, real, 1], points[0, real, 0]  # the plain pass, transposed
+    torch.testing.assert_close(points[1, real, 0], w - 1 - x)
+    torch.testing.assert_close(points[2, real, 1], h - 1 - y)
+    assert new_points[:, 0, :2].tolist() == [
+        [70, 25],
+        [w - 1 - 70, 25],
+        [70, h - 1 - 25],
+        [w - 1 - 70, h - 1 - 25],
+    ]
+    assert pred.last_prediction.points.shape[0] == 8
+
+
 def test_flip_axes_is_validated_and_read_from_the_model():
     with pytest.raises(ValueError, match="flip_axes"):
         Predictor(StubNet(), device="cpu", flip_axes="z")
@@ -94,7 +121,7 @@ def test_flip_axes_is_validated_and_read_from_the_model():
     assert Predictor(net, device="cpu").flip_axes == "xy"
     assert Predictor(net, device="cpu", flip_axes="x").flip_axes == "x"
     assert Predictor(StubNet(), device="cpu").flip_axes == "x"  # the official default
-    assert set(FLIP_AXES) == {"x", "xy"}
+    assert set(FLIP_AXES) == {"x", "xy", "xyt"}
 
 
 def test_no_flip_is_one_pass_whatever_the_axes():

@@ -58,9 +58,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--flip-axes",
-        choices=["x", "xy"],
+        choices=["x", "xy", "xyt"],
         default=None,
-        help="flip averaging: x (two passes) or xy (four passes) (default: the model's setting)",
+        help=(
+            "flip averaging: x (two passes), xy (four passes) or xyt (both flips and their "
+            "transposes, eight passes) (default: the model's setting)"
+        ),
     )
     p.add_argument("--no-flip", action="store_true", help="no flip averaging")
     p.add_argument(

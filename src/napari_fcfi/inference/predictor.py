@@ -39,7 +39,9 @@ What happens for one click (the order of the official predictor, see
    (clicks ``x -> W - x - 1``); the two logit maps are averaged, ``0.5 * (a + flip(b))``,
    *before* the sigmoid (the official predictor). ``flip_axes="xy"`` adds the vertical flip
    and both flips (clicks ``y -> H - y - 1``): four passes in one batch, the four logit
-   maps averaged after undoing each flip.
+   maps averaged after undoing each flip. ``flip_axes="xyt"`` adds the transposes of those
+   four (clicks ``(y, x) -> (x, y)``), run as a second batch: the eight symmetries of the
+   square, eight logit maps averaged.
 3. **Paste.** Sigmoid, then the map is resized back to the view (bilinear,
    ``align_corners=True``) and pasted into zeros: the probability is exactly 0 outside the
    view. The two feedback maps get the same flip and paste, without the sigmoid.
@@ -103,8 +105,14 @@ DEFAULT_ZOOM = {
     "correction_threshold": None,  # None: threshold
 }
 FIRST_CLICK_MODES = ("window", "auto")
-#: flip averaging: the official horizontal flip, or horizontal and vertical flips
-FLIP_AXES = {"x": ((), (3,)), "xy": ((), (3,), (2,), (2, 3))}
+#: test-time averaging: each pass is ``(flipped dims, transposed)``: the official horizontal
+#: flip, horizontal and vertical flips, or those four and their transposes (the eight
+#: symmetries of the square)
+FLIP_AXES = {
+    "x": (((), False), ((3,), False)),
+    "xy": (((), False), ((3,), False), ((2,), False), ((2, 3), False)),
+    "xyt": tuple((d, t) for t in (False, True) for d in ((), (3,), (2,), (2, 3))),
+}
 #: object-scale first click: the coarse window grows this much, at most this many times
 FIRST_GROW_FACTOR = 2.5
 FIRST_MAX_GROW = 2
@@ -271,8 +279,8 @@ class Predictor:
     Parameters: ``model`` follows the forward contract of :mod:`napari_fcfi.model`;
     ``first_click`` is ``"auto"`` (object-scale two-pass first click) or ``"window"``;
     ``device`` None picks CUDA, MPS, CPU; ``zoom_in`` and ``flip`` switch the two test-time
-    transforms; ``flip_axes`` is ``"x"`` (horizontal flip, two passes) or ``"xy"`` (both
-    flips, four passes); ``threshold`` binarises (``prob > threshold``) the answer to an
+    transforms; ``flip_axes`` is ``"x"`` (horizontal flip, two passes), ``"xy"`` (both
+    flips, four passes) or ``"xyt"`` (both flips and their transposes, eight passes); ``threshold`` binarises (``prob > threshold``) the answer to an
     object's first click, and ``correction_threshold`` (None: ``threshold``) every answer
     that had feedback (see :meth:`threshold_for`); ``normalize`` is the image policy of
     :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB in [0, 1]).
@@ -677,14 +685,14 @@ class Predictor:
         """Run one batch of jobs that share the network input size and the gate
         (``flip`` None: the predictor's setting)."""
         use_flip = self.flip if flip is None else bool(flip)
-        flips = FLIP_AXES[self.flip_axes] if use_flip else ((),)
+        transforms = FLIP_AXES[self.flip_axes] if use_flip else (((), False),)
         nh, nw = jobs[0].view.net_hw
         gate = jobs[0].gate
         float_coords = any(j.view.resized or j.view.zoomed for j in jobs)
         plain = [[(y, x, p) for y, x, _, p in j.clicks] for j in jobs]
         batch_clicks = [
-            [(nh - y - 1 if 2 in dims else y, nw - x - 1 if 3 in dims else x, p) for y, x, p in bc]
-            for dims in flips
+            [(*_moved(y, x, dims, t, nh, nw), p) for y, x, p in bc]
+            for dims, t in transforms
             for bc in plain
         ]
         n = max(max(sum(p for *_, p in bc), sum(not p for *_, p in bc), 1) for bc in batch_clicks)
@@ -694,6 +702,7 @@ class Predictor:
         )
         pdtype = torch.float64 if float_coords else torch.int64
         dev = self.device
+        b = len(jobs)
         with torch.inference_mode():
             parts = []
             for j in jobs:
@@ -702,7 +711,6 @@ class Predictor:
                     c = F.interpolate(c, size=(nh, nw), mode="bilinear", align_corners=True)
                 parts.append(c)
             x = torch.cat(parts)
-            x = torch.cat([torch.flip(x, dims=dims) if dims else x for dims in flips])
             if not float_coords:
                 pts = torch.from_numpy(points.astype(np.int64)).to(dev)
             elif dev.type == "mps":  # no float64 on Apple GPUs
@@ -711,12 +719,31 @@ class Predictor:
                 pts = torch.from_numpy(points).to(dev)
             # int64 casts truncate toward zero, as the official predictor's tensor cast
             newp = torch.from_numpy(new_points.astype(np.int64)).to(dev)
-            out = self.model(x[:, :3], x[:, 3:4], pts, newp, gate)
-            maps = {"instances": out["instances"]}
-            for key in ("feedback_ffcm", "feedback_cffm"):
-                if out.get(key) is not None:
-                    maps[key] = out[key]
-            b = len(jobs)
+            # one batch for the flips, one for their transposes (a non-square input changes
+            # shape when transposed); each answer is transposed back at once
+            per_pass: dict[str, list] = {}
+            for transposed in (False, True):
+                ks = [k for k, (_, t) in enumerate(transforms) if t == transposed]
+                if not ks:
+                    continue
+                xg = torch.cat(
+                    [torch.flip(x, dims=transforms[k][0]) if transforms[k][0] else x for k in ks]
+                )
+                if transposed:
+                    xg = xg.transpose(-1, -2)
+                sel = [k * b + i for k in ks for i in range(b)]
+                out = self.model(xg[:, :3], xg[:, 3:4], pts[sel], newp[sel], gate)
+                for key in ("instances", "feedback_ffcm", "feedback_cffm"):
+                    if out.get(key) is None:
+                        continue
+                    m = out[key].transpose(-1, -2) if transposed else out[key]
+                    per_pass.setdefault(key, [None] * len(transforms))
+                    for pos, k in enumerate(ks):
+                        per_pass[key][k] = m[pos * b : (pos + 1) * b]
+            maps = {
+                key: torch.cat(v) for key, v in per_pass.items() if all(t is not None for t in v)
+            }
+            flips = [d for d, _ in transforms]
             merged = {}
             for key, m in maps.items():
                 m = m.float()
@@ -740,7 +767,7 @@ class Predictor:
             results = []
             pts_np = pts.cpu().numpy()
             newp_np = newp.cpu().numpy()
-            nb = len(flips)
+            nb = len(transforms)
             for i, job in enumerate(jobs):
                 pasted = {
                     key: _paste(m[i : i + 1], job)
@@ -788,6 +815,14 @@ def _lazy_paste(m: torch.Tensor | None, job) -> Callable[[], Map | None]:
         return done[0]
 
     return get
+
+
+def _moved(y, x, dims, transposed: bool, nh: int, nw: int):
+    """A click's network coordinates in a pass flipped along ``dims`` (2: rows, 3: columns)
+    of an ``nh x nw`` input, then transposed."""
+    y = nh - y - 1 if 2 in dims else y
+    x = nw - x - 1 if 3 in dims else x
+    return (x, y) if transposed else (y, x)
 
 
 def _padded_points(clicks, n: int) -> np.ndarray:
