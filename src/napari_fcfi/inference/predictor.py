@@ -280,8 +280,8 @@ class Predictor:
     ``first_click`` is ``"auto"`` (object-scale two-pass first click) or ``"window"``;
     ``device`` None picks CUDA, MPS, CPU; ``zoom_in`` and ``flip`` switch the two test-time
     transforms; ``flip_axes`` is ``"x"`` (horizontal flip, two passes), ``"xy"`` (both
-    flips, four passes) or ``"xyt"`` (both flips and their transposes, eight passes); ``threshold`` binarises (``prob > threshold``) the answer to an
-    object's first click, and ``correction_threshold`` (None: ``threshold``) every answer
+    flips, four passes) or ``"xyt"`` (both flips and their transposes, eight passes);
+    ``threshold`` binarises (``prob > threshold``) the answer to an object's first click, and ``correction_threshold`` (None: ``threshold``) every answer
     that had feedback (see :meth:`threshold_for`); ``normalize`` is the image policy of
     :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB in [0, 1]).
     ``first_click_expansion_ratio`` sets the box of the object-scale first click's second
