@@ -281,8 +281,9 @@ class Predictor:
     ``device`` None picks CUDA, MPS, CPU; ``zoom_in`` and ``flip`` switch the two test-time
     transforms; ``flip_axes`` is ``"x"`` (horizontal flip, two passes), ``"xy"`` (both
     flips, four passes) or ``"xyt"`` (both flips and their transposes, eight passes);
-    ``threshold`` binarises (``prob > threshold``) the answer to an object's first click, and ``correction_threshold`` (None: ``threshold``) every answer
-    that had feedback (see :meth:`threshold_for`); ``normalize`` is the image policy of
+    ``threshold`` binarises (``prob > threshold``) the answer to an object's first click,
+    and ``correction_threshold`` (None: ``threshold``) every answer that had feedback (see
+    :meth:`threshold_for`); ``normalize`` is the image policy of
     :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB in [0, 1]).
     ``first_click_expansion_ratio`` sets the box of the object-scale first click's second
     pass (None: ``zoom_in_expansion_ratio``). These settings default to the model's preset
@@ -721,29 +722,24 @@ class Predictor:
             newp = torch.from_numpy(new_points.astype(np.int64)).to(dev)
             # one batch for the flips, one for their transposes (a non-square input changes
             # shape when transposed); each answer is transposed back at once
-            per_pass: dict[str, list] = {}
+            answers: dict[str, list] = {}
+            flips = []  # the flipped dims of each pass, in the order of the answers
             for transposed in (False, True):
                 ks = [k for k, (_, t) in enumerate(transforms) if t == transposed]
                 if not ks:
                     continue
-                xg = torch.cat(
-                    [torch.flip(x, dims=transforms[k][0]) if transforms[k][0] else x for k in ks]
-                )
+                dims = [transforms[k][0] for k in ks]
+                flips += dims
+                xg = torch.cat([torch.flip(x, dims=d) if d else x for d in dims])
                 if transposed:
                     xg = xg.transpose(-1, -2)
                 sel = [k * b + i for k in ks for i in range(b)]
                 out = self.model(xg[:, :3], xg[:, 3:4], pts[sel], newp[sel], gate)
                 for key in ("instances", "feedback_ffcm", "feedback_cffm"):
-                    if out.get(key) is None:
-                        continue
-                    m = out[key].transpose(-1, -2) if transposed else out[key]
-                    per_pass.setdefault(key, [None] * len(transforms))
-                    for pos, k in enumerate(ks):
-                        per_pass[key][k] = m[pos * b : (pos + 1) * b]
-            maps = {
-                key: torch.cat(v) for key, v in per_pass.items() if all(t is not None for t in v)
-            }
-            flips = [d for d, _ in transforms]
+                    if out.get(key) is not None:
+                        m = out[key]
+                        answers.setdefault(key, []).append(m.transpose(-1, -2) if transposed else m)
+            maps = {key: torch.cat(v) for key, v in answers.items()}
             merged = {}
             for key, m in maps.items():
                 m = m.float()
