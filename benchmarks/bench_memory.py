@@ -135,7 +135,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_fcfi.inference.predictor import Predictor, ZoomState
+    from napari_fcfi.inference.predictor import Predictor
+    from napari_fcfi.inference.views import ZoomState
 
     torch.set_num_threads(args.threads)
     net, model_name = load(args.model, args.device)

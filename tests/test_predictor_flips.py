@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_fcfi.inference.predictor import FLIP_AXES, Predictor
+from napari_fcfi.inference.predictor import Predictor
+from napari_fcfi.inference.settings import FLIP_AXES
 from stubnet import StubNet
 
 

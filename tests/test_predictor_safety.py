@@ -14,7 +14,9 @@ import torch.nn.functional as F
 
 from napari_fcfi.inference.inputs import PreparedImage
 from napari_fcfi.inference.maps import RoiMap
-from napari_fcfi.inference.predictor import SAMPLE_RATIO, Predictor, View
+from napari_fcfi.inference.passes import make_job
+from napari_fcfi.inference.predictor import Predictor
+from napari_fcfi.inference.views import SAMPLE_RATIO, View
 from stubnet import StubNet
 
 
@@ -176,11 +178,11 @@ def test_sampled_view_matches_normalise_then_resize(image, normalize):
     fb[50 : H - 40, 30 : W - 200] = np.linspace(0, 1, W - 230, dtype=np.float32)
     prev = RoiMap.from_array(fb)
     for box in [(0, H - 1, 0, W - 1), (13, H - 7, 101, W - 3)]:
-        view = pred._zoom_view(prepared.shape, box)
+        view = pred.view_rules.zoom_view(box)
         bh, bw = box[1] - box[0] + 1, box[3] - box[2] + 1
         assert view.resized and bh * bw > SAMPLE_RATIO * view.net_hw[0] * view.net_hw[1]
         for p in (None, prev):
-            job = pred._make_job(prepared, [(box[0] + 5, box[2] + 5, True)], p, view)
+            job = make_job(prepared, [(box[0] + 5, box[2] + 5, True)], p, view)
             assert tuple(job.crop.shape) == (4, *view.net_hw)
             ref = _reference_input(prepared, p, view)
             assert float((job.crop - ref).abs().max()) < 1e-5
@@ -189,8 +191,8 @@ def test_sampled_view_matches_normalise_then_resize(image, normalize):
 def test_views_close_to_the_network_size_keep_the_exact_path():
     pred = Predictor(StubNet(), device="cpu", zoom_in_target_size=200)
     prepared = PreparedImage(_scene((400, 400)), "auto")
-    view = pred._zoom_view(prepared.shape, (0, 299, 0, 299))  # 300 -> 200: not sampled
-    job = pred._make_job(prepared, [(10, 10, True)], None, view)
+    view = pred.view_rules.zoom_view((0, 299, 0, 299))  # 300 -> 200: not sampled
+    job = make_job(prepared, [(10, 10, True)], None, view)
     assert tuple(job.crop.shape) == (4, 300, 300)
 
 
@@ -218,9 +220,9 @@ def test_huge_view_input_memory_is_bounded_by_the_network():
     pred = Predictor(StubNet(), device="cpu", zoom_in_target_size=256)
     prepared = pred.prepare_image(img)
     clicks = [(size // 2, size // 2, True)]
-    view = pred._first_view(prepared.shape, clicks, prev)
+    view = pred.view_rules.first_view(prepared.shape, clicks, prev)
     assert view.resized and view.box[1] - view.box[0] > 3000
-    mb, job = _peak_mb(lambda: pred._make_job(prepared, clicks, prev, view))
+    mb, job = _peak_mb(lambda: make_job(prepared, clicks, prev, view))
     # before, the box was normalised whole: > 3600^2 x 3 float32 (150 MB) and more
     assert mb < 20, f"{mb:.1f} MB for one network input of {view.net_hw}"
     assert float(job.crop[3].min()) >= 0 and float(job.crop[3].max()) > 0.999
@@ -237,7 +239,7 @@ def test_huge_view_click_transient_memory_is_bounded():
     pred = Predictor(StubNet(), device="cpu", zoom_in_target_size=256)
     prepared = pred.prepare_image(img)
     clicks = [(size // 2, size // 2, True)]
-    from napari_fcfi.inference.predictor import ZoomState
+    from napari_fcfi.inference.views import ZoomState
 
     mb, (out, _) = _peak_mb(lambda: pred.predict_roi(prepared, clicks, prev, ZoomState()))
     # numpy allocations only (the maps pasted back into the box, the click's result, are

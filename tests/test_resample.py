@@ -10,10 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_fcfi.inference import predictor as predictor_module
+from napari_fcfi.inference import views as views_module
 from napari_fcfi.inference.maps import RoiMap
-from napari_fcfi.inference.predictor import Predictor, ZoomState
+from napari_fcfi.inference.predictor import Predictor
 from napari_fcfi.inference.resample import ScaledMap
+from napari_fcfi.inference.views import ZoomState
 from stubnet import StubNet
 
 SHAPE = (700, 900)
@@ -120,7 +121,7 @@ def test_huge_view_keeps_its_result_at_network_resolution(monkeypatch):
     assert out.prob.box_shape == (box[1] - box[0] + 1, box[3] - box[2] + 1)
 
     # the same click with every map pasted at full resolution, as before
-    monkeypatch.setattr(predictor_module, "SAMPLE_RATIO", 10**9)
+    monkeypatch.setattr(views_module, "SAMPLE_RATIO", 10**9)
     eager, eager_state = pred.predict_roi(prepared, clicks, prev, ZoomState(None, prev))
     assert isinstance(eager.prob, RoiMap) and eager.view == out.view
     r0, r1, c0, c1 = box

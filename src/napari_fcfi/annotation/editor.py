@@ -30,7 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..inference.predictor import unit_setting
+from ..inference.settings import unit_setting
 from . import commands as cmd
 from .events import ClicksChanged, Error, Events, Idle, ObjectChanged, Progress, Status
 from .executor import Executor, InlineExecutor

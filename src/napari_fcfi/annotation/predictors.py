@@ -29,7 +29,7 @@ def builtin_thresholds(config: Path = BUILTIN_CONFIG) -> dict[str, tuple[float, 
     """The built-in model's thresholds by object kind: ``{"any": (first, corrections),
     preset: (first, corrections), ...}``, from its inference defaults and presets (the
     settings of the first click's answer and of the answers with feedback)."""
-    from ..inference.predictor import DEFAULT_ZOOM
+    from ..inference.settings import DEFAULT_ZOOM
 
     cfg = json.loads(Path(config).read_text())
     base = dict(cfg.get("inference_defaults") or {})

@@ -6,8 +6,10 @@ from __future__ import annotations
 from ..devices import pick_device
 from .inputs import PreparedImage
 from .maps import RoiMap
-from .predictor import Prediction, Predictor, ZoomState
+from .passes import Prediction
+from .predictor import Predictor
 from .session import InteractiveSession
+from .views import ZoomState
 
 __all__ = [
     "Predictor",

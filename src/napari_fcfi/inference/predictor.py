@@ -67,210 +67,30 @@ Calls for different objects still share that state: give each thread its own
 :class:`Predictor`, or use :meth:`Predictor.predict_roi` (or an
 :class:`~napari_fcfi.inference.session.InteractiveSession` per object), which take the
 state explicitly.
+
+**Modules.** The settings and their checks live in :mod:`~napari_fcfi.inference.settings`,
+the choice of a view in :mod:`~napari_fcfi.inference.views` and the network passes in
+:mod:`~napari_fcfi.inference.passes`; this module holds the click's order and its state.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..devices import pick_device
-from ..model.clicks import points_array
 from .inputs import Map, PreparedImage, as_click_list, as_feedback
-from .maps import Box, RoiMap, bbox, bbox_iou, clamp_bbox, expand_bbox, union_bbox
+from .maps import bbox
 from .normalize import POLICIES
-from .resample import ScaledMap, bilinear, linear_taps
+from .passes import Job, Prediction, make_job, run_passes
+from .settings import FLIP_AXES, check_weights, resolve_settings
+from .views import SKIP_CLICKS, ZOOM_PROB_THRESH, ViewRules, ZoomState
 
-# ZoomIn settings the official evaluation leaves at their defaults
-SKIP_CLICKS = 1
-RECOMPUTE_THRESH_IOU = 0.5
-ZOOM_PROB_THRESH = 0.5
-# fallbacks when neither the caller nor ``model.inference_defaults`` set them
-DEFAULT_ZOOM = {
-    "zoom_in_target_size": 400,
-    "zoom_in_expansion_ratio": 1.4,
-    "zoom_in_min_crop_size": 200,
-    "first_click": "window",
-    "first_click_expansion_ratio": None,  # None: zoom_in_expansion_ratio
-    "flip_axes": "x",
-    "threshold": 0.49,
-    "correction_threshold": None,  # None: threshold
-}
-FIRST_CLICK_MODES = ("window", "auto")
-#: test-time averaging: each pass is ``(flipped dims, transposed)``: the official horizontal
-#: flip, horizontal and vertical flips, or those four and their transposes (the eight
-#: symmetries of the square)
-FLIP_AXES = {
-    "x": (((), False), ((3,), False)),
-    "xy": (((), False), ((3,), False), ((2,), False), ((2, 3), False)),
-    "xyt": tuple((d, t) for t in (False, True) for d in ((), (3,), (2,), (2, 3))),
-}
 #: object-scale first click: the coarse window grows this much, at most this many times
 FIRST_GROW_FACTOR = 2.5
 FIRST_MAX_GROW = 2
-#: a resized view whose box holds more than this many times the network input's pixels is
-#: sampled at the network's grid instead of being normalised whole (bounded memory)
-SAMPLE_RATIO = 4
-
-
-class ZoomState(NamedTuple):
-    """The zoom-in state carried from one click to the next (immutable).
-
-    ``roi``: the current zoom ROI ``(rmin, rmax, cmin, cmax)`` inclusive, or None;
-    ``prev_map``: the last pasted ``feedback_cffm`` (drives the next ROI), or None.
-    """
-
-    roi: Box | None = None
-    prev_map: Map | None = None
-
-
-@dataclass(frozen=True)
-class View:
-    """The region the network sees: ``box`` (inclusive) resized to ``net_hw``."""
-
-    box: Box
-    net_hw: tuple[int, int]
-    zoomed: bool  # True for an official zoom-in ROI
-
-    @property
-    def resized(self) -> bool:
-        return (self.box[1] - self.box[0] + 1, self.box[3] - self.box[2] + 1) != self.net_hw
-
-    @property
-    def sampled(self) -> bool:
-        """The box holds more than :data:`SAMPLE_RATIO` times the network input's pixels:
-        its input is read at the network's grid and its answer kept at network resolution
-        (see the module docstring, **Memory**)."""
-        h, w = self.box[1] - self.box[0] + 1, self.box[3] - self.box[2] + 1
-        nh, nw = self.net_hw
-        return h * w > SAMPLE_RATIO * nh * nw and h >= nh and w >= nw
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Everything one click produced (``Predictor.last_prediction``).
-
-    ``feedback_ffcm`` is pasted back at the view's resolution only when it is read (nothing
-    in the click loop needs it; on a large view it would be as big as the probability)."""
-
-    prob: Map
-    ffcm_paste: Callable[[], Map | None]
-    feedback_cffm: Map | None
-    view: View
-    roi_recomputed: bool
-    points: np.ndarray  # (passes, 2N, 3) as passed to the network (original, flipped...)
-    new_points: np.ndarray  # (passes, 1, 3) int64
-    points_dtype: torch.dtype
-    gate: float
-
-    @property
-    def feedback_ffcm(self) -> Map | None:
-        return self.ffcm_paste()
-
-    @property
-    def roi(self) -> Box | None:
-        """The official zoom-in ROI of this click, None when not zoomed."""
-        return self.view.box if self.view.zoomed else None
-
-    @property
-    def net_input_hw(self) -> tuple[int, int]:
-        return self.view.net_hw
-
-
-@dataclass
-class _Job:
-    """One object's network input, prepared on the CPU."""
-
-    view: View
-    clicks: list  # transformed clicks (y, x, index, positive), floats or ints
-    crop: torch.Tensor  # (4, h, w) image + prev, at the box size or already at net_hw
-    gate: float
-    full_shape: tuple[int, int]
-
-
-def _sampled_input(prepared: PreparedImage, prev: Map | None, view: View) -> torch.Tensor:
-    """(4, nh, nw) network input of a large resized view without normalising the box.
-
-    Only the image rows and columns that bilinear ``align_corners=True`` resizing reads are
-    taken from the raw image (and from the feedback), normalised, then interpolated with
-    the resize's weights: the same values as normalising the whole box and resizing it, at
-    a cost bounded by the network input.
-    """
-    r0, r1, c0, c1 = view.box
-    nh, nw = view.net_hw
-    axes = []
-    for n_in, n_out in ((r1 - r0 + 1, nh), (c1 - c0 + 1, nw)):
-        i0, i1, l0, l1 = linear_taps(n_in, n_out)
-        used = np.unique(np.concatenate([i0, i1]))
-        axes.append((used, (np.searchsorted(used, i0), np.searchsorted(used, i1), l0, l1)))
-    (rows, ty), (cols, tx) = axes
-    rgb = bilinear(prepared.grid(rows + r0, cols + c0), ty, tx)
-    if prev is None:
-        pm = np.zeros((nh, nw), np.float32)
-    else:
-        pm = bilinear(prev.take(rows + r0, cols + c0), ty, tx)
-    return torch.from_numpy(np.concatenate([rgb.transpose(2, 0, 1), pm[None]], axis=0))
-
-
-def _setting(name: str, value, low: float, strict: bool, source: str) -> float:
-    """``value`` as a finite float above ``low`` (``strict``) or at least ``low``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}{source}") from None
-    if not math.isfinite(v) or (v <= low if strict else v < low):
-        bound = f"> {low:g}" if strict else f">= {low:g}"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}{source}")
-    return v
-
-
-def unit_setting(name: str, value, source: str = "") -> float:
-    """``value`` as a float in [0, 1], else ``ValueError`` naming ``name`` (and ``source``)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}{source}") from None
-    if not 0.0 <= v <= 1.0:  # also refuses NaN
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}{source}")
-    return v
-
-
-def model_presets(model) -> dict:
-    """The model's named settings (``model.inference_presets``): ``{name: {setting: value}}``."""
-    return dict(getattr(model, "inference_presets", None) or {})
-
-
-def _choice(name: str, value, choices: tuple, source: str) -> str:
-    """``value`` if it is one of the strings ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}{source}")
-    return value
-
-
-def _check_weights(model) -> None:
-    """Refuse a network whose parameters or buffers hold NaN or infinite values (it would
-    answer every click with an empty mask)."""
-    named = []
-    for attr in ("named_parameters", "named_buffers"):
-        fn = getattr(model, attr, None)
-        if callable(fn):
-            named.extend(fn())
-    for name, t in named:
-        if isinstance(t, torch.Tensor) and t.is_floating_point():
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(
-                    f"the model's weight {name!r} contains NaN or infinite values, so every "
-                    "prediction would be empty: the checkpoint is corrupt or its training "
-                    "diverged; load another checkpoint"
-                )
 
 
 class Predictor:
@@ -289,7 +109,7 @@ class Predictor:
     pass (None: ``zoom_in_expansion_ratio``). These settings default to the model's preset
     ``preset`` (a name from ``model.inference_presets``, e.g. ``"nuclei"``), then to
     ``model.inference_defaults``, then to 400 / 1.4 / 200 / ``"x"`` / 0.49 (the official
-    ZoomIn, flip and threshold defaults).
+    ZoomIn, flip and threshold defaults; see :mod:`~napari_fcfi.inference.settings`).
     """
 
     def __init__(
@@ -311,92 +131,33 @@ class Predictor:
     ):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
-        presets = model_presets(model)
-        if preset is not None and preset not in presets:
-            names = ", ".join(sorted(presets)) or "none"
-            raise ValueError(f"unknown preset {preset!r}; this model's presets: {names}")
-        unknown = sorted(set(presets.get(preset, {})) - set(DEFAULT_ZOOM))
-        if unknown:
-            raise ValueError(
-                f"the model's preset {preset!r} sets unknown settings {unknown}; known: "
-                f"{sorted(DEFAULT_ZOOM)}"
-            )
-        defaults = dict(DEFAULT_ZOOM)
-        for layer in (getattr(model, "inference_defaults", None) or {}, presets.get(preset, {})):
-            defaults.update({k: v for k, v in layer.items() if k in DEFAULT_ZOOM})
-        given = {
-            "zoom_in_target_size": zoom_in_target_size,
-            "zoom_in_expansion_ratio": zoom_in_expansion_ratio,
-            "zoom_in_min_crop_size": zoom_in_min_crop_size,
-            "first_click": first_click,
-            "first_click_expansion_ratio": first_click_expansion_ratio,
-            "flip_axes": flip_axes,
-            "threshold": threshold,
-            "correction_threshold": correction_threshold,
-        }
-        settings = {k: (defaults[k] if v is None else v) for k, v in given.items()}
-        origin = f"preset {preset!r}" if preset is not None else "inference_defaults"
-
-        def source(key):
-            return f" (from the model's {origin})" if given[key] is None else ""
-
-        self.threshold = unit_setting("threshold", settings["threshold"], source("threshold"))
-        ct = settings["correction_threshold"]
-        #: binarises the answers that had feedback; None: ``threshold``
-        self.correction_threshold = (
-            None
-            if ct is None
-            else unit_setting("correction_threshold", ct, source("correction_threshold"))
+        s = resolve_settings(
+            model,
+            preset,
+            {
+                "zoom_in_target_size": zoom_in_target_size,
+                "zoom_in_expansion_ratio": zoom_in_expansion_ratio,
+                "zoom_in_min_crop_size": zoom_in_min_crop_size,
+                "first_click": first_click,
+                "first_click_expansion_ratio": first_click_expansion_ratio,
+                "flip_axes": flip_axes,
+                "threshold": threshold,
+                "correction_threshold": correction_threshold,
+            },
         )
+        self.threshold = s["threshold"]
+        #: binarises the answers that had feedback; None: ``threshold``
+        self.correction_threshold = s["correction_threshold"]
         self.preset = preset
+        self.first_click = s["first_click"]
+        self.flip_axes = s["flip_axes"]
+        self.zoom_in_target_size = s["zoom_in_target_size"]
+        self.zoom_in_expansion_ratio = s["zoom_in_expansion_ratio"]
+        self.first_click_expansion_ratio = s["first_click_expansion_ratio"]
+        self.zoom_in_min_crop_size = s["zoom_in_min_crop_size"]
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
-
-        self.first_click = _choice(
-            "first_click", settings["first_click"], FIRST_CLICK_MODES, source("first_click")
-        )
-        self.flip_axes = _choice(
-            "flip_axes", settings["flip_axes"], tuple(FLIP_AXES), source("flip_axes")
-        )
-
-        self.zoom_in_target_size = int(
-            _setting(
-                "zoom_in_target_size",
-                settings["zoom_in_target_size"],
-                1,
-                False,
-                source("zoom_in_target_size"),
-            )
-        )
-        self.zoom_in_expansion_ratio = _setting(
-            "zoom_in_expansion_ratio",
-            settings["zoom_in_expansion_ratio"],
-            0,
-            True,
-            source("zoom_in_expansion_ratio"),
-        )
-        first_exp = settings["first_click_expansion_ratio"]
-        self.first_click_expansion_ratio = (
-            self.zoom_in_expansion_ratio
-            if first_exp is None
-            else _setting(
-                "first_click_expansion_ratio",
-                first_exp,
-                0,
-                True,
-                source("first_click_expansion_ratio"),
-            )
-        )
-        self.zoom_in_min_crop_size = int(
-            _setting(
-                "zoom_in_min_crop_size",
-                settings["zoom_in_min_crop_size"],
-                0,
-                False,
-                source("zoom_in_min_crop_size"),
-            )
-        )
-        _check_weights(self.model)
+        check_weights(self.model)
         self.zoom_in = bool(zoom_in)
         self.flip = bool(flip)
         self.normalize = normalize
@@ -414,6 +175,16 @@ class Predictor:
         if first or self.correction_threshold is None:
             return self.threshold
         return self.correction_threshold
+
+    @property
+    def view_rules(self) -> ViewRules:
+        """The rules that choose each click's view, from the current zoom-in settings."""
+        return ViewRules(
+            self.zoom_in_target_size,
+            self.zoom_in_expansion_ratio,
+            self.zoom_in_min_crop_size,
+            self.zoom_in,
+        )
 
     # ------------------------------------------------------------------ state and image
     def get_state(self) -> ZoomState:
@@ -484,9 +255,8 @@ class Predictor:
             return pred, ZoomState(
                 None, pred.feedback_cffm if pred.feedback_cffm is not None else pred.prob
             )
-        view, recomputed, new_roi = self._choose_view(prepared.shape, clicks, prev, state)
-        job = self._make_job(prepared, clicks, prev, view)
-        (pred,) = self._forward([job], recomputed=[recomputed])
+        view, recomputed, new_roi = self.view_rules.choose(prepared.shape, clicks, prev, state)
+        (pred,) = self._forward([make_job(prepared, clicks, prev, view)], [recomputed])
         self.last_prediction = pred
         return pred, ZoomState(
             new_roi, pred.feedback_cffm if pred.feedback_cffm is not None else pred.prob
@@ -506,7 +276,8 @@ class Predictor:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         prepared = self.prepare_image(image)
-        jobs = []
+        rules = self.view_rules
+        jobs: list[Job] = []
         for i, req in enumerate(requests):
             try:
                 clicks, prev_prob = req
@@ -516,13 +287,8 @@ class Predictor:
                 ) from None
             clicks = as_click_list(clicks, prepared.shape)
             prev = as_feedback(prev_prob, prepared.shape)
-            if self.zoom_in and prev is not None and prev.bbox_above(ZOOM_PROB_THRESH) is not None:
-                view = self._zoom_view(
-                    prepared.shape, self._object_roi(prepared.shape, clicks, prev)
-                )
-            else:
-                view = self._first_view(prepared.shape, clicks, prev)
-            jobs.append(self._make_job(prepared, clicks, prev, view))
+            view = rules.refine_view(prepared.shape, clicks, prev)
+            jobs.append(make_job(prepared, clicks, prev, view))
         results: list = [None] * len(jobs)
         groups: dict = {}
         for i, job in enumerate(jobs):
@@ -530,7 +296,7 @@ class Predictor:
         for idx in groups.values():
             for s in range(0, len(idx), batch_size):
                 chunk = idx[s : s + batch_size]
-                preds = self._forward([jobs[i] for i in chunk], recomputed=[True] * len(chunk))
+                preds = self._forward([jobs[i] for i in chunk], [True] * len(chunk))
                 for i, p in zip(chunk, preds):
                     results[i] = (p.prob.slices, p.prob.data)
         return results
@@ -543,31 +309,19 @@ class Predictor:
             return False  # feedback (e.g. a painted label) defines the view already
         return len(clicks) <= SKIP_CLICKS or state.prev_map is None
 
-    def _window(self, shape, y: int, x: int, side: int) -> View:
-        """A ``side`` x ``side`` window centred on (y, x), clamped; resized to the target
-        size when larger."""
-        H, W = shape
-        wh, ww = min(side, H), min(side, W)
-        y0 = min(max(y - wh // 2, 0), H - wh)
-        x0 = min(max(x - ww // 2, 0), W - ww)
-        box = (y0, y0 + wh - 1, x0, x0 + ww - 1)
-        if max(wh, ww) > self.zoom_in_target_size:
-            return self._zoom_view(shape, box, zoomed=False)
-        return View(box, (wh, ww), False)
-
     def _auto_first(self, prepared: PreparedImage, clicks) -> Prediction:
         """Coarse pass(es) for the object's extent, then a zoom-in pass at that extent."""
         from scipy import ndimage as ndi
 
+        rules = self.view_rules
         shape = prepared.shape
         H, W = shape
         y, x, _ = clicks[-1]
         side = self.zoom_in_target_size
         extent = None
         for grow in range(FIRST_MAX_GROW + 1):
-            view = self._window(shape, y, x, side)
-            job = self._make_job(prepared, clicks, None, view)
-            (coarse,) = self._forward([job], recomputed=[False], flip=False)
+            view = rules.window(shape, y, x, side)
+            (coarse,) = self._forward([make_job(prepared, clicks, None, view)], [False], flip=False)
             mask = coarse.prob.above(ZOOM_PROB_THRESH)
             if not mask.any():
                 break
@@ -590,245 +344,20 @@ class Predictor:
                 break
             side = int(round(side * FIRST_GROW_FACTOR))
         if extent is None:  # nothing found: the coarse answer, with its flip average
-            view = self._window(shape, y, x, self.zoom_in_target_size)
-            job = self._make_job(prepared, clicks, None, view)
-            (pred,) = self._forward([job], recomputed=[False])
+            view = rules.window(shape, y, x, self.zoom_in_target_size)
+            (pred,) = self._forward([make_job(prepared, clicks, None, view)], [False])
             return pred
-        for cy, cx, _ in clicks:
-            extent = union_bbox(extent, (cy, cy, cx, cx))
-        roi = clamp_bbox(
-            expand_bbox(extent, self.first_click_expansion_ratio, self.zoom_in_min_crop_size),
-            H,
-            W,
-        )
-        view = self._zoom_view(shape, roi)
-        job = self._make_job(prepared, clicks, None, view)
-        (pred,) = self._forward([job], recomputed=[True])
+        roi = rules.extent_roi(shape, extent, clicks, self.first_click_expansion_ratio)
+        view = rules.zoom_view(roi)
+        (pred,) = self._forward([make_job(prepared, clicks, None, view)], [True])
         return pred
 
-    # ------------------------------------------------------------------ views
-    def _object_roi(self, shape, clicks, prev: Map) -> Box | None:
-        """Official ``get_object_roi``: bbox of (prev > 0.5) plus the clicks, expanded."""
-        box = prev.bbox_above(ZOOM_PROB_THRESH)
-        if box is None:
-            return None
-        for y, x, _ in clicks:
-            box = union_bbox(box, (y, y, x, x))
-        box = expand_bbox(box, self.zoom_in_expansion_ratio, self.zoom_in_min_crop_size)
-        return clamp_bbox(box, *shape)
-
-    def _zoom_view(self, shape, box: Box, zoomed: bool = True) -> View:
-        h, w = box[1] - box[0] + 1, box[3] - box[2] + 1
-        scale = self.zoom_in_target_size / max(h, w)
-        return View(box, (int(round(h * scale)), int(round(w * scale))), zoomed)
-
-    def _first_view(self, shape, clicks, prev: Map | None) -> View:
-        """Whole image when it fits the target size (official), else a window (see module
-        docstring)."""
-        H, W = shape
-        t = self.zoom_in_target_size
-        if not self.zoom_in or (H <= t and W <= t):
-            return View((0, H - 1, 0, W - 1), (H, W), False)
-        y, x, _ = clicks[-1]
-        box = self._window(shape, y, x, t).box
-        if prev is not None:
-            obj = self._object_roi(shape, clicks, prev)
-            if obj is not None:
-                box = union_bbox(box, obj)
-        if max(box[1] - box[0] + 1, box[3] - box[2] + 1) > t:
-            return self._zoom_view(shape, box, zoomed=False)
-        return View(box, (box[1] - box[0] + 1, box[3] - box[2] + 1), False)
-
-    def _choose_view(self, shape, clicks, prev, state: ZoomState):
-        """-> (view, roi_recomputed, zoom ROI to keep)."""
-        if not self.zoom_in:
-            return self._first_view(shape, clicks, prev), False, None
-        if len(clicks) <= SKIP_CLICKS or state.prev_map is None:
-            return self._first_view(shape, clicks, prev), False, None
-        cand = self._object_roi(shape, clicks, state.prev_map)
-        if cand is None:
-            return self._first_view(shape, clicks, prev), False, None
-        roi, recomputed = state.roi, False
-        if (
-            roi is None
-            or not _clicks_inside(roi, clicks)
-            or bbox_iou(cand, roi) < RECOMPUTE_THRESH_IOU
-        ):
-            roi, recomputed = cand, True
-        return self._zoom_view(shape, roi), recomputed, roi
-
     # ------------------------------------------------------------------ network
-    def _make_job(self, prepared: PreparedImage, clicks, prev: Map | None, view: View) -> _Job:
-        r0, r1, c0, c1 = view.box
-        nh, nw = view.net_hw
-        gate = 0.0 if prev is None or not prev.any_above(0.0) else 1.0
-        if view.sampled:
-            crop = _sampled_input(prepared, prev, view)  # already at the network's size
-        else:
-            rgb = prepared.crop(view.box)
-            if prev is None:
-                pm = np.zeros((r1 - r0 + 1, c1 - c0 + 1), np.float32)
-            else:
-                pm = prev.region(r0, r1 + 1, c0, c1 + 1)
-            crop = torch.from_numpy(np.concatenate([rgb.transpose(2, 0, 1), pm[None]], axis=0))
-        if view.resized or view.zoomed:
-            hh, ww = r1 - r0 + 1, c1 - c0 + 1
-            tclicks = [
-                (nh * (y - r0) / hh, nw * (x - c0) / ww, i, p) for i, (y, x, p) in enumerate(clicks)
-            ]
-        else:
-            tclicks = [(y - r0, x - c0, i, p) for i, (y, x, p) in enumerate(clicks)]
-        return _Job(view, tclicks, crop, gate, prepared.shape)
-
     def _forward(
-        self, jobs: list[_Job], recomputed: list[bool], flip: bool | None = None
+        self, jobs: list[Job], recomputed: list[bool], flip: bool | None = None
     ) -> list[Prediction]:
-        """Run one batch of jobs that share the network input size and the gate
+        """:func:`~napari_fcfi.inference.passes.run_passes` with this predictor's flips
         (``flip`` None: the predictor's setting)."""
         use_flip = self.flip if flip is None else bool(flip)
         transforms = FLIP_AXES[self.flip_axes] if use_flip else (((), False),)
-        nh, nw = jobs[0].view.net_hw
-        gate = jobs[0].gate
-        float_coords = any(j.view.resized or j.view.zoomed for j in jobs)
-        plain = [[(y, x, p) for y, x, _, p in j.clicks] for j in jobs]
-        batch_clicks = [
-            [(*_moved(y, x, dims, t, nh, nw), p) for y, x, p in bc]
-            for dims, t in transforms
-            for bc in plain
-        ]
-        n = max(max(sum(p for *_, p in bc), sum(not p for *_, p in bc), 1) for bc in batch_clicks)
-        points = np.stack([_padded_points(bc, n) for bc in batch_clicks])
-        new_points = np.asarray(
-            [[[y, x, 1.0 if p else 0.0]] for y, x, p in (bc[-1] for bc in batch_clicks)]
-        )
-        pdtype = torch.float64 if float_coords else torch.int64
-        dev = self.device
-        b = len(jobs)
-        with torch.inference_mode():
-            parts = []
-            for j in jobs:
-                c = j.crop[None].to(dev)
-                if tuple(c.shape[-2:]) != (nh, nw):
-                    c = F.interpolate(c, size=(nh, nw), mode="bilinear", align_corners=True)
-                parts.append(c)
-            x = torch.cat(parts)
-            if not float_coords:
-                pts = torch.from_numpy(points.astype(np.int64)).to(dev)
-            elif dev.type == "mps":  # no float64 on Apple GPUs
-                pts = torch.from_numpy(points.astype(np.float32)).to(dev)
-            else:
-                pts = torch.from_numpy(points).to(dev)
-            # int64 casts truncate toward zero, as the official predictor's tensor cast
-            newp = torch.from_numpy(new_points.astype(np.int64)).to(dev)
-            # one batch for the flips, one for their transposes (a non-square input changes
-            # shape when transposed); each answer is transposed back at once
-            answers: dict[str, list] = {}
-            flips = []  # the flipped dims of each pass, in the order of the answers
-            for transposed in (False, True):
-                ks = [k for k, (_, t) in enumerate(transforms) if t == transposed]
-                if not ks:
-                    continue
-                dims = [transforms[k][0] for k in ks]
-                flips += dims
-                xg = torch.cat([torch.flip(x, dims=d) if d else x for d in dims])
-                if transposed:
-                    xg = xg.transpose(-1, -2)
-                sel = [k * b + i for k in ks for i in range(b)]
-                out = self.model(xg[:, :3], xg[:, 3:4], pts[sel], newp[sel], gate)
-                for key in ("instances", "feedback_ffcm", "feedback_cffm"):
-                    if out.get(key) is not None:
-                        m = out[key]
-                        answers.setdefault(key, []).append(m.transpose(-1, -2) if transposed else m)
-            maps = {key: torch.cat(v) for key, v in answers.items()}
-            merged = {}
-            for key, m in maps.items():
-                m = m.float()
-                if m.shape[-2:] != (nh, nw):
-                    m = F.interpolate(m, size=(nh, nw), mode="bilinear", align_corners=True)
-                if len(flips) > 1:
-                    views = [m[k * b : (k + 1) * b] for k in range(len(flips))]
-                    m = sum(torch.flip(v, dims=d) if d else v for v, d in zip(views, flips))
-                    m = m / len(flips)
-                if key == "instances":
-                    if not bool(torch.isfinite(m).all()):
-                        warnings.warn(
-                            "the network returned NaN or infinite values; the mask of this "
-                            "click is empty where they occur (check the model's weights and "
-                            "the image)",
-                            RuntimeWarning,
-                            stacklevel=4,
-                        )
-                    m = torch.sigmoid(m)
-                merged[key] = m
-            results = []
-            pts_np = pts.cpu().numpy()
-            newp_np = newp.cpu().numpy()
-            nb = len(transforms)
-            for i, job in enumerate(jobs):
-                pasted = {
-                    key: _paste(m[i : i + 1], job)
-                    for key, m in merged.items()
-                    if key != "feedback_ffcm"
-                }
-                ffcm = merged.get("feedback_ffcm")
-                ffcm_paste = _lazy_paste(None if ffcm is None else ffcm[i : i + 1].cpu(), job)
-                sel = [i + k * b for k in range(nb)]
-                results.append(
-                    Prediction(
-                        prob=pasted["instances"],
-                        ffcm_paste=ffcm_paste,
-                        feedback_cffm=pasted.get("feedback_cffm"),
-                        view=job.view,
-                        roi_recomputed=recomputed[i],
-                        points=pts_np[sel],
-                        new_points=newp_np[sel],
-                        points_dtype=pdtype,
-                        gate=gate,
-                    )
-                )
-        return results
-
-
-def _paste(m: torch.Tensor, job) -> Map:
-    """A (1, 1, h, w) network-resolution map pasted back into the job's view box: kept at
-    network resolution (a :class:`~napari_fcfi.inference.resample.ScaledMap`, read on
-    demand) for a sampled view (:attr:`View.sampled`)."""
-    r0, r1, c0, c1 = job.view.box
-    if job.view.sampled:
-        return ScaledMap(job.full_shape, job.view.box, m[0, 0].cpu().numpy())
-    if job.view.resized or job.view.zoomed:
-        m = F.interpolate(m, size=(r1 - r0 + 1, c1 - c0 + 1), mode="bilinear", align_corners=True)
-    return RoiMap(job.full_shape, r0, c0, m[0, 0].cpu().numpy())
-
-
-def _lazy_paste(m: torch.Tensor | None, job) -> Callable[[], Map | None]:
-    """:func:`_paste` run on first call (and remembered)."""
-    done: list = []
-
-    def get() -> Map | None:
-        if not done:
-            done.append(None if m is None else _paste(m, job))
-        return done[0]
-
-    return get
-
-
-def _moved(y, x, dims, transposed: bool, nh: int, nw: int):
-    """A click's network coordinates in a pass flipped along ``dims`` (2: rows, 3: columns)
-    of an ``nh x nw`` input, then transposed."""
-    y = nh - y - 1 if 2 in dims else y
-    x = nw - x - 1 if 3 in dims else x
-    return (x, y) if transposed else (y, x)
-
-
-def _padded_points(clicks, n: int) -> np.ndarray:
-    """One batch element's official (2n, 3) layout, padded to ``n`` rows per group."""
-    pts = points_array([(y, x, p) for y, x, p in clicks])
-    k = pts.shape[0] // 2
-    pad = np.full((n - k, 3), -1.0)
-    return np.concatenate([pts[:k], pad, pts[k:], pad])
-
-
-def _clicks_inside(roi: Box, clicks) -> bool:
-    """Official ``check_object_roi``: rmin <= y < rmax and cmin <= x < cmax for every click."""
-    return all(roi[0] <= y < roi[1] and roi[2] <= x < roi[3] for y, x, _ in clicks)
+        return run_passes(self.model, self.device, jobs, recomputed, transforms)

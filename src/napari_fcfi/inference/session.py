@@ -14,7 +14,8 @@ import numpy as np
 
 from .inputs import Map, as_click_list, as_feedback
 from .maps import RoiMap
-from .predictor import Predictor, ZoomState
+from .predictor import Predictor
+from .views import ZoomState
 
 
 class _Step(NamedTuple):
