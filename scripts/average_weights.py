@@ -155,12 +155,8 @@ def _reestimate_bn(model, args, record: dict, rng) -> None:
     """BatchNorm statistics of ``model`` from training batches drawn as in its training."""
     import torch
 
-    from napari_fcfi.training.trainer import (
-        TrainConfig,
-        load_datasets,
-        recalibrate_bn,
-        training_generator,
-    )
+    from napari_fcfi.training.simulation import recalibrate_bn
+    from napari_fcfi.training.trainer import TrainConfig, load_datasets, training_generator
 
     cfg = TrainConfig(
         images=list(args.images),

@@ -11,14 +11,9 @@ from skimage.draw import disk
 
 from _training_helpers import write_dataset
 from napari_fcfi.model.lite import BUILTIN_WEIGHTS, FCFILite, load_lite, save_lite
-from napari_fcfi.training.data import (
-    AugmentConfig,
-    SampleGenerator,
-    load_items,
-    robot_click,
-    sample_points,
-    split_ids,
-)
+from napari_fcfi.training.clicks import robot_click, sample_points
+from napari_fcfi.training.data import AugmentConfig, SampleGenerator
+from napari_fcfi.training.items import load_items, split_ids
 from napari_fcfi.training.losses import normalized_focal_loss, soft_focus_weight, soft_iou_loss
 from napari_fcfi.training.trainer import TrainConfig, compute_losses, train
 

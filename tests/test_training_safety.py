@@ -14,8 +14,9 @@ from skimage.draw import disk
 
 from napari_fcfi.cli import main
 from napari_fcfi.model.lite import FCFILite, save_lite
-from napari_fcfi.training.data import _find_files, load_items
-from napari_fcfi.training.trainer import TrainConfig, load_checkpoint, load_datasets
+from napari_fcfi.training.checkpoint import load_checkpoint
+from napari_fcfi.training.items import find_files, load_items
+from napari_fcfi.training.trainer import TrainConfig, load_datasets
 
 
 def _disks(size=64, ids=(1, 2, 3), shift=0, dtype=np.uint16):
@@ -227,7 +228,7 @@ def test_dotted_names_are_distinct_files(tmp_path):
         img, lab = _disks(shift=4 * i)
         tifffile.imwrite(images / name, img)
         tifffile.imwrite(labels / name, lab)
-    assert sorted(_find_files(images)) == ["cell.a", "cell.b", "plain"]
+    assert sorted(find_files(images)) == ["cell.a", "cell.b", "plain"]
     items = load_items(images, labels)
     assert sorted(it.name for it in items) == ["cell.a", "cell.b", "plain"]
     cfg = TrainConfig(images=str(images), labels=str(labels), out="x.safetensors", val_fraction=0)

@@ -8,7 +8,8 @@ import torch
 
 from napari_fcfi.model.lite import FCFILite, load_lite, save_lite
 from napari_fcfi.splits import is_validation, modulus_for, split_names
-from napari_fcfi.training.data import AugmentConfig, Item, MixedGenerator, SampleGenerator
+from napari_fcfi.training.data import AugmentConfig, MixedGenerator, SampleGenerator
+from napari_fcfi.training.items import Item
 from napari_fcfi.training.trainer import TrainConfig, build_model, freeze_early_backbone
 
 
@@ -154,7 +155,7 @@ def test_augmented_crops_keep_contrast_whatever_the_dtype(dtype, high):
 
 
 def test_simulated_clicks_mix_first_and_later_clicks_in_one_batch():
-    from napari_fcfi.training.trainer import simulate_clicks
+    from napari_fcfi.training.simulation import simulate_clicks
 
     torch.manual_seed(0)
     model = FCFILite().train()
@@ -171,7 +172,7 @@ def test_simulated_clicks_mix_first_and_later_clicks_in_one_batch():
 
 
 def test_precise_bn_replaces_the_running_statistics():
-    from napari_fcfi.training.trainer import recalibrate_bn
+    from napari_fcfi.training.simulation import recalibrate_bn
 
     torch.manual_seed(0)
     model = FCFILite()

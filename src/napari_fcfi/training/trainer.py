@@ -16,6 +16,12 @@ One optimisation step:
 Checkpoints (model, optimiser, step, elapsed time, random states, best validation score)
 go to ``workdir/checkpoint.pt`` every ``ckpt_every`` steps; ``resume=True`` continues from
 there. A JSON-lines log is written to ``workdir/log.jsonl``.
+
+The samples come from :mod:`~napari_fcfi.training.data` (items:
+:mod:`~napari_fcfi.training.items`, clicks: :mod:`~napari_fcfi.training.clicks`), the
+robot-click rounds from :mod:`~napari_fcfi.training.simulation`, the quick validation from
+:mod:`~napari_fcfi.training.validation` and the checkpoints' format from
+:mod:`~napari_fcfi.training.checkpoint`.
 """
 
 from __future__ import annotations
@@ -29,18 +35,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model.clicks import new_points_array, points_array
 from ..model.lite import FCFILite, load_lite, pretrained_model, save_lite
-from .data import (
-    AugmentConfig,
-    MixedGenerator,
-    SampleGenerator,
-    load_items,
-    robot_click,
-    sample_points,
-    split_ids,
-)
+from .checkpoint import load_checkpoint, rng_state_from_plain, rng_state_to_plain, save_checkpoint
+from .data import AugmentConfig, MixedGenerator, SampleGenerator
+from .items import find_files, load_items, split_ids
 from .losses import normalized_focal_loss, soft_focus_weight, soft_iou_loss
+from .simulation import draw_batch, recalibrate_bn, simulate_clicks, to_batch
+from .validation import ValidationSet
 
 LOSS_WEIGHTS = {"instances": 1.0, "instances_aux": 0.4, "ffcm": 0.5, "cffm": 0.5}
 
@@ -98,100 +99,10 @@ class TrainConfig:
         return out.with_name(out.stem + ".run")
 
 
-def _to_batch(clicks_list, device):
-    """Lists of chronological clicks -> (points (B, 2N, 3), new_points (B, 1, 3)) tensors."""
-    arrs = [points_array(c) for c in clicks_list]
-    n = max(a.shape[0] for a in arrs) // 2
-    pts = np.full((len(arrs), 2 * n, 3), -1.0, dtype=np.float32)
-    for i, a in enumerate(arrs):
-        k = a.shape[0] // 2
-        pts[i, :k] = a[:k]
-        pts[i, n : n + k] = a[k:]
-    new = np.stack([new_points_array(c) for c in clicks_list]).astype(np.float32)
-    return torch.from_numpy(pts).to(device), torch.from_numpy(new).to(device)
-
-
-def simulate_clicks(model, images, targets, clicks_list, n_iter, threshold=0.49):
-    """Robot-click rounds without gradients; returns (prev_mask, gate).
-
-    ``n_iter``: one count per sample (a sequence), or one int for the whole batch. Sample
-    ``i`` gets ``n_iter[i]`` rounds: each runs the network (eval mode, as at inference) on
-    its current clicks and feedback, appends the robot user's next click to
-    ``clicks_list[i]`` (in place) and makes the probability its next feedback. The batch
-    therefore mixes first clicks (zero feedback, gate 0) and later clicks (gate 1), so that
-    the training pass's batch statistics cover both, as the running statistics that
-    inference uses must. ``gate`` is a (B,) tensor.
-    """
-    b, _, h, w = images.shape
-    counts = np.full(b, int(n_iter)) if np.isscalar(n_iter) else np.asarray(n_iter, int)
-    prev = torch.zeros(b, 1, h, w, dtype=images.dtype, device=images.device)
-    gate = torch.zeros(b, dtype=images.dtype, device=images.device)
-    was_training = model.training
-    for r in range(int(counts.max(initial=0))):
-        idx = np.flatnonzero(counts > r)
-        sub = [clicks_list[i] for i in idx]
-        pts, new = _to_batch(sub, images.device)
-        sel = torch.from_numpy(idx).to(images.device)
-        model.eval()  # as at inference (and as RITM simulates its clicks)
-        try:
-            with torch.inference_mode():
-                out = model(images[sel], prev[sel], pts, new, gate[sel])["instances"]
-                prob = torch.sigmoid(out.float()).to(images.dtype).clone()
-        finally:
-            model.train(was_training)
-        pred = (prob[:, 0] > threshold).cpu().numpy()
-        for k, i in enumerate(idx):
-            c = robot_click(targets[i], pred[k])
-            if c is not None:
-                clicks_list[i].append(c)
-        prev = prev.clone()
-        prev[sel] = prob
-        gate = gate.clone()
-        gate[sel] = 1.0
-    return prev, gate
-
-
-def recalibrate_bn(model, gen, rng, cfg, batches: int = 40) -> None:
-    """Re-estimate every BatchNorm's running statistics as the population average over
-    ``batches`` fresh training batches (first and later clicks mixed as in training),
-    instead of the exponential average of the last few small batches ("precise BN")."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-    was_training = model.training
-    try:
-        for _ in range(batches):
-            images, targets, target_t, clicks, counts = _draw_batch(gen, rng, cfg)
-            prev, gate = simulate_clicks(model, images, targets, clicks, counts)
-            pts, new = _to_batch(clicks, images.device)
-            model.train()
-            with torch.no_grad():
-                model(images, prev, pts, new, gate)
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-        model.train(was_training)
-
-
 def _bn_rng(cfg, step: int) -> np.random.Generator:
     """The BatchNorm re-estimation's own random stream (the training stream is untouched,
     so validation and stopping points do not change the training samples)."""
     return np.random.default_rng([cfg.seed, step, 0xB7])
-
-
-def _draw_batch(gen, rng, cfg):
-    """One training batch: images, targets, clicks and per-sample robot-click counts."""
-    samples = [gen.sample(rng) for _ in range(cfg.batch)]
-    clicks = [sample_points(s["target"], s["labels"], rng) for s in samples]
-    counts = rng.integers(cfg.max_robot_clicks + 1, size=cfg.batch)
-    images = torch.from_numpy(np.stack([s["image"] for s in samples]))
-    if cfg.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    targets = [s["target"] for s in samples]
-    target_t = torch.from_numpy(np.stack(targets)[:, None].astype(np.float32))
-    return images, targets, target_t, clicks, counts
 
 
 def compute_losses(out, target_t, new_points, ratio, iou_weight=0.0):
@@ -294,128 +205,6 @@ def make_optimizer(model: FCFILite, cfg: TrainConfig) -> torch.optim.Adam:
     )
 
 
-class ValidationSet:
-    """Fixed objects of held-out images, each in a window at native scale, for quick scoring.
-
-    :meth:`evaluate` runs ``clicks`` robot clicks per object (eval mode, feedback on) and
-    returns the mean IoU after each click.
-    """
-
-    def __init__(self, items, n_objects: int, size: int = 256, seed: int = 1234) -> None:
-        from ..inference.normalize import to_model_rgb
-        from .data import _crop_window, _extract
-
-        rng = np.random.default_rng(seed)
-        pool = [(i, k) for i, it in enumerate(items) for k in range(len(it.objects))]
-        pick = rng.choice(len(pool), size=min(n_objects, len(pool)), replace=False)
-        self.images, self.targets = [], []
-        for j in sorted(pick):
-            i, k = pool[j]
-            it = items[i]
-            win = min(size, it.labels.shape[0], it.labels.shape[1])
-            y0, x0 = _crop_window(it.labels.shape, it.centres[k], win, rng)
-            lab = _extract(it.labels, y0, x0, win, 0)
-            img = to_model_rgb(_extract(it.image, y0, x0, win, 0), "auto", it.intensity)
-            self.images.append(torch.from_numpy(img.transpose(2, 0, 1).copy()))
-            self.targets.append(lab == it.objects[k])
-
-    def evaluate(self, model, clicks: int = 3, batch: int = 8) -> list[float]:
-        ious = np.zeros((len(self.images), clicks))
-        was_training = model.training
-        model.eval()
-        try:
-            for s in range(0, len(self.images), batch):
-                shapes = {tuple(im.shape) for im in self.images[s : s + batch]}
-                for shape in shapes:  # group equal window sizes
-                    idx = [
-                        j
-                        for j in range(s, min(s + batch, len(self.images)))
-                        if tuple(self.images[j].shape) == shape
-                    ]
-                    imgs = torch.stack([self.images[j] for j in idx])
-                    tg = [self.targets[j] for j in idx]
-                    cl = [[] for _ in idx]
-                    prev = torch.zeros(len(idx), 1, *shape[1:])
-                    gate = 0.0
-                    for c in range(clicks):
-                        pred = (prev[:, 0] > 0.49).numpy()
-                        for i in range(len(idx)):
-                            nc = robot_click(tg[i], pred[i])
-                            cl[i].append(nc if nc is not None else cl[i][-1])
-                        pts, new = _to_batch(cl, imgs.device)
-                        with torch.no_grad():
-                            prev = torch.sigmoid(model(imgs, prev, pts, new, gate)["instances"])
-                        gate = 1.0
-                        p = (prev[:, 0] > 0.49).numpy()
-                        for i, j in enumerate(idx):
-                            inter = np.logical_and(p[i], tg[i]).sum()
-                            union = np.logical_or(p[i], tg[i]).sum()
-                            ious[j, c] = inter / max(union, 1)
-        finally:
-            model.train(was_training)
-        return ious.mean(axis=0).tolist()
-
-
-def _save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-#: what every training checkpoint holds
-CHECKPOINT_KEYS = ("model", "optimizer", "rng", "torch_rng", "step", "elapsed", "best")
-
-
-def load_checkpoint(path: Path) -> dict:
-    """A training checkpoint, read with ``weights_only=True``: tensors and plain Python
-    containers only, so a crafted file cannot run code (it is refused with a
-    ``ValueError`` before anything in it runs)."""
-    import pickle
-
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(
-            f"refused to read the training checkpoint {path}: it holds Python objects other "
-            "than tensors and plain containers (possibly code), which are never loaded; "
-            "delete it (or choose another --workdir) to start the training afresh"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 -- truncation, corruption, not a torch file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(
-            f"cannot read the training checkpoint {path} ({first}); delete it (or choose "
-            "another --workdir) to start the training afresh"
-        ) from None
-    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
-    if missing:
-        raise ValueError(
-            f"{path} is not a training checkpoint of this version (missing {missing}); "
-            "delete it (or choose another --workdir) to start the training afresh"
-        )
-    return ck
-
-
-def _rng_state_to_plain(state: dict) -> dict:
-    """numpy's bit-generator state with its 128-bit integers as strings (so that the
-    checkpoint holds only types ``weights_only`` accepts)."""
-    inner = {k: str(v) for k, v in state["state"].items()}
-    return {
-        "bit_generator": state["bit_generator"],
-        "state": inner,
-        "has_uint32": int(state["has_uint32"]),
-        "uinteger": str(state["uinteger"]),
-    }
-
-
-def _rng_state_from_plain(plain: dict) -> dict:
-    return {
-        "bit_generator": plain["bit_generator"],
-        "state": {k: int(v) for k, v in plain["state"].items()},
-        "has_uint32": int(plain["has_uint32"]),
-        "uinteger": int(plain["uinteger"]),
-    }
-
-
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
     """Run (or resume) a training; writes the final weights to ``cfg.out``; returns a summary."""
     threads = torch.get_num_threads()
@@ -444,9 +233,7 @@ def load_datasets(cfg: TrainConfig):
 
     out = []
     for images, labels in cfg.datasets:
-        from .data import _find_files
-
-        names = sorted(_find_files(Path(images)))
+        names = sorted(find_files(Path(images)))
         train_ids, val_ids = split_ids(names, cfg.val_fraction, modulus_for(images))
         if not train_ids:
             raise ValueError(
@@ -494,7 +281,7 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
         try:
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
-            rng.bit_generator.state = _rng_state_from_plain(ck["rng"])
+            rng.bit_generator.state = rng_state_from_plain(ck["rng"])
             torch.set_rng_state(ck["torch_rng"])
             step, elapsed, best = int(ck["step"]), float(ck["elapsed"]), float(ck["best"])
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
@@ -507,12 +294,12 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def checkpoint():
-        _save_checkpoint(
+        save_checkpoint(
             ckpt_path,
             {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
-                "rng": _rng_state_to_plain(rng.bit_generator.state),
+                "rng": rng_state_to_plain(rng.bit_generator.state),
                 "torch_rng": torch.get_rng_state(),
                 "step": step,
                 "elapsed": elapsed,
@@ -533,11 +320,11 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
         if cfg.time_limit and elapsed >= 60.0 * cfg.time_limit:
             break
         t0 = time.time()
-        images, targets, target_t, clicks, counts = _draw_batch(gen, rng, cfg)
+        images, targets, target_t, clicks, counts = draw_batch(gen, rng, cfg)
         t_data = time.time() - t0
         with autocast():
             prev, gate = simulate_clicks(model, images, targets, clicks, counts)
-            pts, new = _to_batch(clicks, images.device)
+            pts, new = to_batch(clicks, images.device)
             out = model(images, prev.float(), pts, new, gate)
         out = {k: v.float() for k, v in out.items()}
         loss, terms = compute_losses(out, target_t, new, ratio, cfg.iou_weight)
