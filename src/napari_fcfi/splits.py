@@ -1,8 +1,10 @@
-"""The fixed train/validation split of the DSB2018 images used for training and benchmarks.
+"""The fixed train/validation splits of the training sets (DSB2018, Usiigaci) used for
+training and benchmarks.
 
 An image belongs to the validation split when the SHA-1 of its file stem (e.g.
-``"00071198d059ba7f"``), read as a hexadecimal integer, is divisible by 10 -- about 10 % of
-the images, independent of their order, of the machine and of any random seed.
+``"00071198d059ba7f"``), read as a hexadecimal integer, is divisible by the set's modulus
+(:data:`MODULUS`: 10 for DSB2018, about 10 % of the images; 8 for Usiigaci) --
+independent of the images' order, of the machine and of any random seed.
 """
 
 from __future__ import annotations

@@ -25,12 +25,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..annotation.predictors import (
-    DEVICES,
     INJECTED,
     PredictorSettings,
     builtin_thresholds,
     resolve_device,
 )
+from ..devices import DEVICES
 
 BUILTIN = "Built-in (fcfi-lite)"
 CHECKPOINT = "Checkpoint file…"
