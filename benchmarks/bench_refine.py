@@ -153,13 +153,13 @@ def run_cluster(image, labels, model_spec, workers, tmp):
     import tifffile
     from distributed import Client, LocalCluster
 
-    from napari_fcfi.stack import cli, store
+    from napari_fcfi.stack import batch, store
     from napari_fcfi.stack.cluster import SliceWorkerPlugin, worker_environ
 
     tifffile.imwrite(tmp / "image.tif", image)
     tifffile.imwrite(tmp / "labels.tif", labels)
     out = tmp / f"out{workers}.zarr"
-    job = cli.prepare(tmp / "image.tif", tmp / "labels.tif", out, model=model_source(model_spec))
+    job = batch.prepare(tmp / "image.tif", tmp / "labels.tif", out, model=model_source(model_spec))
     fp = job["fingerprint"]
     store.open_store(job["work"], fp["shape"], fp["dtype"], fp)
     task_job = {**{k: job[k] for k in ("work", "model", "fingerprint", "options")}, "run": "bench"}
@@ -180,8 +180,8 @@ def run_cluster(image, labels, model_spec, workers, tmp):
         client.run(warm)
         t0 = time.perf_counter()
         futures = [
-            client.submit(cli.slice_task, task_job, i, True, 1, pure=False)
-            for i, _ in cli.pending(job)
+            client.submit(batch.slice_task, task_job, i, True, 1, pure=False)
+            for i, _ in batch.pending(job)
         ]
         rows = [r for f in futures for r in f.result()]
         dt = time.perf_counter() - t0

@@ -18,6 +18,7 @@ from scipy import ndimage as ndi
 from _refine_helpers import BrightNet, blobs_image, disk_labels, stub_predictor
 from napari_fcfi import cores
 from napari_fcfi.cli import main
+from napari_fcfi.stack import batch as stack_batch
 from napari_fcfi.stack import cli as stack_cli
 from napari_fcfi.stack import refine_labels, worker
 from napari_fcfi.stack.refine import default_predictor
@@ -101,17 +102,17 @@ def test_zarr_io_and_slices(stack, stub_model):
 
     # a second run on the finished output refines the remaining slices only
     calls = []
-    real = stack_cli.slice_task
+    real = stack_batch.slice_task
 
     def counting(job, i, w, threads=1, worker=None):
         calls.append((i, w))
         return real(job, i, w, threads, worker=worker)
 
-    stack_cli.slice_task = counting
+    stack_batch.slice_task = counting
     try:
         assert _refine(tmp / "image.zarr", tmp / "labels.zarr", "-o", out) == 0
     finally:
-        stack_cli.slice_task = real
+        stack_batch.slice_task = real
     assert sorted(calls) == [((0,), True), ((3,), True), ((4,), True)]
     np.testing.assert_array_equal(
         zarr.open_array(out)[:], refine_labels(imgs, labs, stub_predictor())[0]
@@ -121,7 +122,7 @@ def test_zarr_io_and_slices(stack, stub_model):
 def test_resume_after_interrupted_run(stack, stub_model, monkeypatch):
     tmp, imgs, labs = stack
     out = tmp / "out.tif"
-    real = stack_cli.slice_task
+    real = stack_batch.slice_task
     done = []
 
     def dying(job, index, wanted, threads=1, worker=None):
@@ -130,7 +131,7 @@ def test_resume_after_interrupted_run(stack, stub_model, monkeypatch):
         done.append(index)
         return real(job, index, wanted, threads, worker=worker)
 
-    monkeypatch.setattr(stack_cli, "slice_task", dying)
+    monkeypatch.setattr(stack_batch, "slice_task", dying)
     assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", out) == 130
     assert not out.exists() and (tmp / "out.tif.partial.zarr").exists()
 
@@ -140,7 +141,7 @@ def test_resume_after_interrupted_run(stack, stub_model, monkeypatch):
         again.append(index)
         return real(job, index, wanted, threads, worker=worker)
 
-    monkeypatch.setattr(stack_cli, "slice_task", counting)
+    monkeypatch.setattr(stack_batch, "slice_task", counting)
     assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", out) == 0
     assert sorted(again) == [(2,), (3,), (4,)]  # finished slices were skipped
     np.testing.assert_array_equal(
@@ -268,21 +269,21 @@ def test_help_is_light():
 
 def test_failing_slice_reports_and_keeps_partial(stack, stub_model, monkeypatch, capsys):
     tmp, imgs, labs = stack
-    real = stack_cli.slice_task
+    real = stack_batch.slice_task
 
     def flaky(job, index, wanted, threads=1, worker=None):
         if index == (2,):
             raise RuntimeError("CUDA out of memory\nlong traceback text")
         return real(job, index, wanted, threads, worker=worker)
 
-    monkeypatch.setattr(stack_cli, "slice_task", flaky)
+    monkeypatch.setattr(stack_batch, "slice_task", flaky)
     assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", tmp / "out.zarr") == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "RuntimeError: CUDA out of memory" in err and "resume" in err
     assert (tmp / "out.zarr").exists() and not zarr.open_array(tmp / "out.zarr").attrs[
         "napari_fcfi_refine"
     ].get("complete")
-    monkeypatch.setattr(stack_cli, "slice_task", real)
+    monkeypatch.setattr(stack_batch, "slice_task", real)
     assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", tmp / "out.zarr") == 0
     np.testing.assert_array_equal(
         zarr.open_array(tmp / "out.zarr")[:], refine_labels(imgs, labs, stub_predictor())[0]
@@ -384,8 +385,8 @@ def test_rerun_with_other_options_or_model_is_refused(stack, stub_model, monkeyp
     assert "model bright: weights differ" in capsys.readouterr().err
     # the same command again is a resume of a finished run: nothing is recomputed
     calls = []
-    real = stack_cli.slice_task
-    monkeypatch.setattr(stack_cli, "slice_task", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = stack_batch.slice_task
+    monkeypatch.setattr(stack_batch, "slice_task", lambda *a, **k: calls.append(a) or real(*a, **k))
     assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", out) == 0
     assert calls == []
 
@@ -393,7 +394,7 @@ def test_rerun_with_other_options_or_model_is_refused(stack, stub_model, monkeyp
 def test_partial_store_from_other_inputs_is_never_mixed_in(stack, stub_model, monkeypatch, capsys):
     tmp, imgs, labs = stack
     out = tmp / "out.tif"
-    real = stack_cli.slice_task
+    real = stack_batch.slice_task
     done = []
 
     def dying(job, index, wanted, threads=1, worker=None):
@@ -402,11 +403,11 @@ def test_partial_store_from_other_inputs_is_never_mixed_in(stack, stub_model, mo
         done.append(index)
         return real(job, index, wanted, threads, worker=worker)
 
-    monkeypatch.setattr(stack_cli, "slice_task", dying)
+    monkeypatch.setattr(stack_batch, "slice_task", dying)
     assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", out) == 130
     partial = tmp / "out.tif.partial.zarr"
     assert partial.exists()
-    monkeypatch.setattr(stack_cli, "slice_task", real)
+    monkeypatch.setattr(stack_batch, "slice_task", real)
 
     other = labs[::-1].copy()  # other labels, same shape and dtype
     tifffile.imwrite(tmp / "other.tif", other)
@@ -439,13 +440,13 @@ def test_bad_or_missing_records_are_recomputed(stack, stub_model, monkeypatch):
     assert (zarr.open_array(out)[3] == 0).all()
 
     calls = []
-    real = stack_cli.slice_task
+    real = stack_batch.slice_task
 
     def counting(job, index, wanted, threads=1, worker=None):
         calls.append(index)
         return real(job, index, wanted, threads, worker=worker)
 
-    monkeypatch.setattr(stack_cli, "slice_task", counting)
+    monkeypatch.setattr(stack_batch, "slice_task", counting)
     for _ in range(2):  # the second run finds everything in order: no loop
         assert _refine(tmp / "image.tif", tmp / "labels.tif", "-o", out) == 0
     assert sorted(calls) == [(1,), (3,), (4,)]
@@ -628,9 +629,9 @@ def test_default_threads_use_free_cores_divided_among_workers(four_cores_two_bus
     monkeypatch.setattr(
         cluster.DaskRunner, "local", classmethod(lambda cls, n, t: made.append((n, t)))
     )
-    stack_cli.make_runner(workers=1)
-    stack_cli.make_runner(workers=1, threads=3)
-    stack_cli.make_runner()
+    stack_batch.make_runner(workers=1)
+    stack_batch.make_runner(workers=1, threads=3)
+    stack_batch.make_runner()
     assert made == [(1, 2), (1, 3), (2, 1)]
 
 
@@ -639,13 +640,13 @@ def test_synchronous_threads_default_and_flag(stack, stub_model, four_cores_two_
 
     tmp, imgs, labs = stack
     seen = []
-    real = stack_cli.slice_task
+    real = stack_batch.slice_task
 
     def spy(job, index, wanted, threads=1, worker=None):
         seen.append(threads)
         return real(job, index, wanted, threads, worker=worker)
 
-    monkeypatch.setattr(stack_cli, "slice_task", spy)
+    monkeypatch.setattr(stack_batch, "slice_task", spy)
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
