@@ -56,7 +56,6 @@ def _sections(text: str) -> dict[str, str]:
 
 def test_the_code_map_names_every_module():
     sections = _sections(DOC.read_text())
-    flat = sections
     missing = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE)
@@ -64,13 +63,13 @@ def test_the_code_map_names_every_module():
             continue
         top = rel.parts[0]
         if len(rel.parts) == 1:  # a module of the package root
-            where = flat.get("Shared modules", "") + flat.get("napari layer", "")
+            where = sections.get("Shared modules", "") + sections.get("napari layer", "")
             wanted = f"`{rel.name}`"
         elif top == "_qt":
-            where, wanted = flat.get("napari layer", ""), f"`_qt/{rel.name}`"
+            where, wanted = sections.get("napari layer", ""), f"`_qt/{rel.name}`"
         else:
-            heading = next((h for h in flat if h.startswith(f"`{top}/`")), None)
-            where = flat.get(heading, "") if heading else ""
+            heading = next((h for h in sections if h.startswith(f"`{top}/`")), None)
+            where = sections.get(heading, "")
             wanted = rel.name
         if wanted not in where:
             missing.append(str(rel))

@@ -130,3 +130,15 @@ def test_no_flip_is_one_pass_whatever_the_axes():
     pred = Predictor(net, device="cpu", flip=False, flip_axes="xy", zoom_in=False)
     pred.predict(_scene(), CLICKS)
     assert net.calls[-1][0].shape[0] == 1
+
+
+def test_the_evaluate_command_offers_every_flip_setting():
+    """The command's choices are written out (its parser must not import torch): they must
+    name exactly the predictor's settings."""
+    import argparse
+
+    from napari_fcfi.evaluation.cli import add_parser
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    (action,) = [a for a in add_parser(sub)._actions if "--flip-axes" in a.option_strings]
+    assert set(action.choices) == set(FLIP_AXES)

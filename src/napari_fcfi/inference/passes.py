@@ -133,24 +133,23 @@ def run_passes(
         [[[y, x, 1.0 if p else 0.0]] for y, x, p in (bc[-1] for bc in batch_clicks)]
     )
     pdtype = torch.float64 if float_coords else torch.int64
-    dev = device
     b = len(jobs)
     with torch.inference_mode():
         parts = []
         for j in jobs:
-            c = j.crop[None].to(dev)
+            c = j.crop[None].to(device)
             if tuple(c.shape[-2:]) != (nh, nw):
                 c = F.interpolate(c, size=(nh, nw), mode="bilinear", align_corners=True)
             parts.append(c)
         x = torch.cat(parts)
         if not float_coords:
-            pts = torch.from_numpy(points.astype(np.int64)).to(dev)
-        elif dev.type == "mps":  # no float64 on Apple GPUs
-            pts = torch.from_numpy(points.astype(np.float32)).to(dev)
+            pts = torch.from_numpy(points.astype(np.int64)).to(device)
+        elif device.type == "mps":  # no float64 on Apple GPUs
+            pts = torch.from_numpy(points.astype(np.float32)).to(device)
         else:
-            pts = torch.from_numpy(points).to(dev)
+            pts = torch.from_numpy(points).to(device)
         # int64 casts truncate toward zero, as the official predictor's tensor cast
-        newp = torch.from_numpy(new_points.astype(np.int64)).to(dev)
+        newp = torch.from_numpy(new_points.astype(np.int64)).to(device)
         # one batch for the flips, one for their transposes (a non-square input changes
         # shape when transposed); each answer is transposed back at once
         answers: dict[str, list] = {}

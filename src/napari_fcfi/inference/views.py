@@ -80,13 +80,13 @@ class ViewRules:
             return self.zoom_view(box, zoomed=False)
         return View(box, (wh, ww), False)
 
-    def object_roi(self, shape, clicks, prev: Map, expansion: float | None = None) -> Box | None:
-        """Official ``get_object_roi``: bbox of (prev > 0.5) plus the clicks, expanded
-        (by ``expansion``, None: :attr:`expansion_ratio`) and clamped."""
+    def object_roi(self, shape, clicks, prev: Map) -> Box | None:
+        """Official ``get_object_roi``: bbox of (prev > 0.5) plus the clicks, expanded by
+        :attr:`expansion_ratio` and clamped."""
         box = prev.bbox_above(ZOOM_PROB_THRESH)
         if box is None:
             return None
-        return self.extent_roi(shape, box, clicks, expansion)
+        return self.extent_roi(shape, box, clicks)
 
     def extent_roi(self, shape, box: Box, clicks, expansion: float | None = None) -> Box:
         """``box`` plus the clicks, expanded (``expansion`` None: :attr:`expansion_ratio`)
