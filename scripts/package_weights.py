@@ -6,9 +6,13 @@
 
 Reads the run's final weights (``napari-fcfi train --out``, float32, with the run's
 ``training`` record) and writes them as float16 safetensors plus JSON to ``--dest``
-(default: the shipped ``napari_fcfi/weights/fcfi-lite.safetensors``). From the shipped
-JSON (``--previous``, default the shipped weights) it keeps the inference defaults,
-the presets and the data notes, and it adds the run's CPU minutes to the total behind the weights. The
+(default: the shipped ``napari_fcfi/weights/fcfi-lite.safetensors``; another built-in
+model is another name in that folder). From the JSON of the weights the run started from
+(``--previous``, default the shipped weights) it keeps the description, the inference
+defaults, the presets and the data notes, and it adds the run's CPU minutes to the total
+behind the weights. ``--description`` gives a new model its own description (what the
+model picker shows), ``--init-note`` says in words which weights the run started from and ``--no-presets``
+leaves out presets that do not suit it. The
 result is loaded back and compared with the float32 weights on a fixed input, so a file
 that does not round-trip is never left behind.
 """
@@ -33,6 +37,22 @@ def main(argv=None) -> int:
         help="the weights the run started from (their JSON gives the defaults and notes)",
     )
     p.add_argument("--tolerance", type=float, default=0.05, help="max |logit| change from fp16")
+    p.add_argument(
+        "--description",
+        default=None,
+        help="what the model is for, in a few words (default: the --previous weights' own)",
+    )
+    p.add_argument(
+        "--no-presets",
+        action="store_true",
+        help="leave out the --previous weights' presets (e.g. 'nuclei' for a model of cells)",
+    )
+    p.add_argument(
+        "--init-note",
+        default=None,
+        help="which weights the run started from, in words (default: the previous shipped "
+        "weights and their sample count)",
+    )
     args = p.parse_args(argv)
 
     src, dest, prev = Path(args.run_weights), Path(args.dest), Path(args.previous)
@@ -57,13 +77,17 @@ def main(argv=None) -> int:
 
     model = load_lite(src)
     model.inference_defaults = dict(prev_cfg["inference_defaults"])
-    model.inference_presets = {k: dict(v) for k, v in (prev_cfg.get("presets") or {}).items()}
-    run["init"] = (
+    presets = {} if args.no_presets else (prev_cfg.get("presets") or {})
+    model.inference_presets = {k: dict(v) for k, v in presets.items()}
+    run["init"] = args.init_note or (
         f"fcfi-lite (the previous shipped weights, {before.get('samples_total', 0):,} samples)"
     )
     minutes = before.get("cpu_minutes_total", 0) + run.get("wall_time_s", 0) / 60.0
     run["cpu_minutes_total"] = int(round(minutes))
     extra = {"training": run}
+    description = args.description or prev_cfg.get("description")
+    if description:
+        extra["description"] = description
     if "data" in prev_cfg:
         extra["data"] = prev_cfg["data"]
 

@@ -48,6 +48,7 @@ def test_run_is_packaged_in_fp16_with_the_shipped_defaults_and_notes(tmp_path):
     cfg = json.loads(config_path(dest).read_text())
     assert cfg["inference_defaults"] == shipped["inference_defaults"]
     assert cfg["data"] == shipped["data"]
+    assert cfg["description"] == shipped["description"]
     t = cfg["training"]
     assert t["samples_total"] == before["samples_total"] + 80
     assert t["cpu_minutes_total"] == before["cpu_minutes_total"] + 10
@@ -85,3 +86,19 @@ def test_fp16_error_over_the_tolerance_leaves_no_file(tmp_path, capsys):
     assert _script().main(args) == 1
     assert "fp16 changes the logits" in capsys.readouterr().err
     assert not dest.exists() and not list(tmp_path.glob("*.json"))
+
+
+def test_a_new_builtin_model_gets_its_own_description_and_starting_point(tmp_path):
+    before = json.loads(config_path(BUILTIN_WEIGHTS).read_text())["training"]
+    src, _ = _run_output(tmp_path, before["samples_total"] + 80)
+    dest = tmp_path / "fcfi-lite-other.safetensors"
+    args = [str(src), "--dest", str(dest), "--description", "other things"]
+    assert _script().main([*args, "--init-note", "the other run's weights", "--no-presets"]) == 0
+    cfg = json.loads(config_path(dest).read_text())
+    assert cfg["description"] == "other things"
+    assert not cfg.get("presets")
+    assert (
+        cfg["inference_defaults"]
+        == json.loads(config_path(BUILTIN_WEIGHTS).read_text())["inference_defaults"]
+    )
+    assert cfg["training"]["init"] == "the other run's weights"

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from _annotation_helpers import dark_image, make_editor
-from napari_fcfi.annotation.predictors import BUILTIN_CONFIG, builtin_thresholds
+from napari_fcfi.annotation.predictors import builtin_thresholds
 from napari_fcfi.evaluation.robot import FcfiMethod, evaluate_instance
 from napari_fcfi.inference.predictor import Predictor
 from napari_fcfi.inference.session import InteractiveSession
+from napari_fcfi.model.catalogue import builtin_config
 from stubnet import SoftStub
 
 
@@ -153,7 +154,7 @@ def test_editor_redraws_with_the_threshold_of_each_answer():
 
 
 def test_the_builtin_model_ships_its_correction_threshold_and_a_nuclei_preset():
-    cfg = json.loads(BUILTIN_CONFIG.read_text())
+    cfg = builtin_config()
     assert set(cfg["presets"]) == {"nuclei"}
     presets = builtin_thresholds()
     first, any_corrections = presets["any"]

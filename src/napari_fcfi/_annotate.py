@@ -18,6 +18,8 @@ import argparse
 import os
 from pathlib import Path
 
+from .model.catalogue import DEFAULT_MODEL, builtin_names, description
+
 SMOKE_ENV = "NAPARI_FCFI_EXIT_AFTER_CLICK"
 
 SAMPLE_NAMES = ("nuclei2d", "nuclei2d_dense", "nuclei2d_wide", "nuclei3d")
@@ -50,13 +52,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=SAMPLE_NAMES,
         help="open a built-in sample image instead of IMAGE",
     )
-    p.add_argument("--checkpoint", help="FCFI checkpoint file instead of the built-in model")
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        choices=builtin_names(),
+        default=None,
+        help="the built-in model: "
+        + ", ".join(f"{name} ({description(name)})" for name in builtin_names())
+        + f"; default {DEFAULT_MODEL}",
+    )
+    p.add_argument("--checkpoint", help="FCFI checkpoint file instead of a built-in model")
     p.add_argument(
         "--objects",
         metavar="KIND",
         default=None,
-        help="the kind of object: 'any' (default) or 'nuclei' (sets the first-click and "
-        "corrections thresholds to the built-in model's values for it)",
+        help="the kind of object: 'any' (default) or one of the model's presets, e.g. "
+        "'nuclei' (sets the first-click and corrections thresholds to the built-in model's "
+        "values for it)",
     )
     p.add_argument(
         "--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="default: auto"
@@ -95,11 +107,14 @@ def open_viewer(args, viewer=None):
         raise ValueError(f"image file {args.image!r} does not exist")
     if args.checkpoint and not Path(args.checkpoint).is_file():
         raise ValueError(f"checkpoint file {args.checkpoint!r} does not exist")
+    model = getattr(args, "model", None)
+    if model is not None and args.checkpoint:
+        raise ValueError("give either --model or --checkpoint, not both")
     objects = getattr(args, "objects", None)
     if objects is not None:
         from .annotation.predictors import builtin_thresholds
 
-        kinds = builtin_thresholds()
+        kinds = builtin_thresholds(model or DEFAULT_MODEL)
         if objects not in kinds:
             raise ValueError(
                 f"unknown kind of object {objects!r} for --objects; choose one of "
@@ -155,6 +170,8 @@ def open_viewer(args, viewer=None):
         widget.labels_combo.setCurrentText(labels_layer.name)
     if args.checkpoint:
         widget.set_checkpoint(args.checkpoint)
+    if model is not None:
+        widget.panel.set_model(model)
     widget.device_combo.setCurrentText(args.device)
     if objects is not None:
         widget.panel.set_objects(objects)

@@ -28,6 +28,8 @@ from qtpy.QtWidgets import (
 
 from ._layers import history_group, set_plane
 from ._qt.boxes import collapsible, scrolling_layout
+from ._qt.settings_panel import builtin_label
+from .model.catalogue import builtin_names
 from .stack.options import RefineOptions
 
 if TYPE_CHECKING:
@@ -59,7 +61,8 @@ class _PlaneSnapshot:
 class RefineWidget(QWidget):
     """Dock widget running batch FCFI refinement on an Image + Labels layer pair.
 
-    ``model`` is an FCFI network (or None: the built-in model, loaded on first use).
+    ``model`` is an FCFI network (or None: the built-in model chosen in the widget, loaded
+    on first use).
     Scripting/tests: :meth:`refine_all` starts a run and returns the worker,
     :meth:`cancel` stops it; :attr:`report` holds the object reports of the last run and
     :attr:`skipped` the slices not written because they were edited meanwhile.
@@ -70,6 +73,7 @@ class RefineWidget(QWidget):
         self.viewer = viewer
         self._model = model
         self._predictor = None
+        self._predictor_of: str | None = None  # the built-in model behind _predictor
         self._worker = None
         self._abort = threading.Event()
         self._results: dict = {}
@@ -81,6 +85,10 @@ class RefineWidget(QWidget):
 
         self.image_combo = QComboBox()
         self.labels_combo = QComboBox()
+        self.model_combo = QComboBox()
+        for name in builtin_names():
+            self.model_combo.addItem(builtin_label(name), name)
+        self.model_combo.setToolTip("the built-in model that refines the labels")
         self.min_size = QSpinBox()
         self.min_size.setRange(0, 10**6)
         self.min_size.setValue(DEFAULTS.min_size)
@@ -111,6 +119,8 @@ class RefineWidget(QWidget):
         form = QFormLayout()
         form.addRow("Image", self.image_combo)
         form.addRow("Labels", self.labels_combo)
+        if model is None:  # a model handed to the widget is used as it is
+            form.addRow("Model", self.model_combo)
         # the rule options fold away: the defaults are the validated ones
         options = QFormLayout()
         options.addRow("Min. object size", self.min_size)
@@ -197,10 +207,11 @@ class RefineWidget(QWidget):
             margin=self.margin.value(),
         )
         snapshot, abort = self._snapshot, self._abort
+        model_name = self.model_combo.currentData()
 
         @thread_worker
         def work():
-            predictor = self._get_predictor()
+            predictor = self._get_predictor(model_name)
             try:
                 yield from iter_refine(image, snapshot, predictor, options, cancel=abort.is_set)
             except RefineCancelled:
@@ -227,11 +238,21 @@ class RefineWidget(QWidget):
             self._abort.set()
             self.status.setText("Cancelling…")
 
-    def _get_predictor(self):
-        if self._predictor is None:
+    def _get_predictor(self, model_name: str | None = None):
+        """The refinement predictor: of the model handed to the widget, else of the
+        built-in model ``model_name`` (loaded once, again only when the choice changes)."""
+        if self._model is not None:
+            model_name = None
+        if self._predictor is None or self._predictor_of != model_name:
             from .stack.refine import default_predictor
 
-            self._predictor = default_predictor(self._model)
+            model = self._model
+            if model is None:
+                from .model.io import load_model
+
+                model = load_model(model_name)
+            self._predictor = default_predictor(model)
+            self._predictor_of = model_name
         return self._predictor
 
     # ------------------------------------------------------------- worker callbacks

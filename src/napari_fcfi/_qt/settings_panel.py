@@ -1,9 +1,9 @@
 """The model and inference settings of the interactive widget.
 
-:class:`SettingsPanel` holds the model picker (built-in model, a checkpoint file, or a
-model handed to the widget), the device, the kind of object and the two thresholds (first
-click, corrections), the zoom-in / flip / fit-to-object
-switches and "allow overwriting other objects", and turns them into a
+:class:`SettingsPanel` holds the model picker (a built-in model by name, a checkpoint
+file, or a model handed to the widget), the device, the kind of object (from the chosen
+built-in model's presets) and the two thresholds (first click, corrections), the zoom-in /
+flip / fit-to-object switches and "allow overwriting other objects", and turns them into a
 :class:`~napari_fcfi.annotation.predictors.PredictorSettings`.
 """
 
@@ -31,10 +31,15 @@ from ..annotation.predictors import (
     resolve_device,
 )
 from ..devices import DEVICES
+from ..model.catalogue import DEFAULT_MODEL, builtin_names, description
 
-BUILTIN = "Built-in (fcfi-lite)"
 CHECKPOINT = "Checkpoint file…"
 PROVIDED = "Provided model"
+
+
+def builtin_label(name: str) -> str:
+    """The model picker's entry for the built-in model ``name``."""
+    return f"Built-in: {name} ({description(name)})"
 
 
 class SettingsPanel:
@@ -60,8 +65,14 @@ class SettingsPanel:
 
         self.model_combo = QComboBox()
         if injected is not None:
-            self.model_combo.addItem(f"{PROVIDED} ({type(injected).__name__})")
-        self.model_combo.addItems([BUILTIN, CHECKPOINT])
+            self.model_combo.addItem(f"{PROVIDED} ({type(injected).__name__})", "provided")
+        for name in builtin_names():
+            self.model_combo.addItem(builtin_label(name), f"builtin:{name}")
+        self.model_combo.addItem(CHECKPOINT, "checkpoint")
+        self.model_combo.setToolTip(
+            "The network: a built-in model (each is validated on the kind of images its "
+            "description names) or a checkpoint file of your own."
+        )
         self.model_combo.currentIndexChanged.connect(self._on_model_choice)
         self.browse_button = QPushButton("Browse…")
         self.browse_button.setToolTip("choose an FCFI checkpoint file (.safetensors/.pth)")
@@ -80,13 +91,13 @@ class SettingsPanel:
         form.addRow("Device", self.device_combo)
 
         self._on_threshold = on_threshold or (lambda: None)
-        self._presets = builtin_thresholds()
+        self._presets_of = DEFAULT_MODEL  # the built-in model whose presets are offered
+        self._presets = builtin_thresholds(DEFAULT_MODEL)
         self.objects_combo = QComboBox()
-        for name in self._presets:
-            self.objects_combo.addItem("Any object" if name == "any" else name.capitalize(), name)
+        self._fill_objects()
         self.objects_combo.setToolTip(
             "The kind of object you segment: sets the two thresholds to the values validated "
-            "for the built-in model on it (nuclei: corrections keep small nuclei from "
+            "for the chosen built-in model on it (nuclei: corrections keep small nuclei from "
             "shrinking)."
         )
         form.addRow("Objects", self.objects_combo)
@@ -156,6 +167,16 @@ class SettingsPanel:
             )
         self.objects_combo.setCurrentIndex(index)
 
+    def _fill_objects(self, keep: str = "any") -> None:
+        """The kinds of object of the current presets, ``keep`` chosen when offered."""
+        self.objects_combo.blockSignals(True)
+        self.objects_combo.clear()
+        for name in self._presets:
+            self.objects_combo.addItem("Any object" if name == "any" else name.capitalize(), name)
+        index = self.objects_combo.findData(keep)
+        self.objects_combo.setCurrentIndex(max(index, 0))
+        self.objects_combo.blockSignals(False)
+
     def _set_spins(self, values: tuple[float, float]) -> None:
         for spin, v in zip((self.threshold_spin, self.correction_spin), values, strict=True):
             spin.blockSignals(True)
@@ -173,13 +194,13 @@ class SettingsPanel:
     def settings(self) -> dict:
         """The settings as a plain dict (``source``, ``device``, ``zoom_in``, ``flip``,
         ``fit``, ``objects``, ``threshold``, ``correction_threshold``)."""
-        text = self.model_combo.currentText()
-        if text.startswith(PROVIDED):
+        kind, _, name = self.model_combo.currentData().partition(":")
+        if kind == "provided":
             source = INJECTED
-        elif text == CHECKPOINT:
+        elif kind == "checkpoint":
             source = self._checkpoint or ""
         else:
-            source = None
+            source = None if name == DEFAULT_MODEL else name
         return {
             "source": source,
             "device": self.device_combo.currentText(),
@@ -211,8 +232,29 @@ class SettingsPanel:
         if self._ready:
             self._on_predictor_change()
 
+    def model_name(self) -> str | None:
+        """The chosen built-in model's name (``None`` for a checkpoint or a provided model)."""
+        kind, _, name = self.model_combo.currentData().partition(":")
+        return name if kind == "builtin" else None
+
+    def set_model(self, name: str) -> None:
+        """Choose the built-in model ``name``."""
+        index = self.model_combo.findData(f"builtin:{name}")
+        if index < 0:
+            raise ValueError(
+                f"unknown built-in model {name!r}; choose one of {', '.join(builtin_names())}"
+            )
+        self.model_combo.setCurrentIndex(index)
+
     def _on_model_choice(self, index=None) -> None:
-        checkpoint = self.model_combo.currentText() == CHECKPOINT
+        name = self.model_name()
+        if name is not None and name != self._presets_of:
+            # another built-in model: its own kinds of object and validated thresholds
+            self._presets_of, self._presets = name, builtin_thresholds(name)
+            self._fill_objects(keep=self.objects_combo.currentData())
+            self._set_spins(self._presets[self.objects_combo.currentData()])
+            self._threshold_changed()
+        checkpoint = self.model_combo.currentData() == "checkpoint"
         self.browse_button.setEnabled(checkpoint)
         if checkpoint and self._checkpoint:
             self.checkpoint_label.setText(self._checkpoint)
@@ -237,5 +279,5 @@ class SettingsPanel:
         if not Path(path).is_file():
             raise ValueError(f"checkpoint file {path!r} does not exist")
         self._checkpoint = str(path)
-        self.model_combo.setCurrentText(CHECKPOINT)
+        self.model_combo.setCurrentIndex(self.model_combo.findData("checkpoint"))
         self._on_model_choice()

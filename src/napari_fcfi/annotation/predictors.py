@@ -11,27 +11,25 @@ The cache is used from the editor's background work, one job at a time.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from ..cores import ThreadPolicy
 from ..devices import DEVICES, pick_device
+from ..model.catalogue import DEFAULT_MODEL, builtin_config
 
 #: ``PredictorSettings.source`` for the model handed to the cache (e.g. a test network)
 INJECTED = "injected"
-#: the built-in model's config (read without loading the network)
-BUILTIN_CONFIG = Path(__file__).resolve().parents[1] / "weights" / "fcfi-lite.json"
 
 
-def builtin_thresholds(config: Path = BUILTIN_CONFIG) -> dict[str, tuple[float, float]]:
-    """The built-in model's thresholds by object kind: ``{"any": (first, corrections),
-    preset: (first, corrections), ...}``, from its inference defaults and presets (the
-    settings of the first click's answer and of the answers with feedback)."""
+def builtin_thresholds(model: str = DEFAULT_MODEL) -> dict[str, tuple[float, float]]:
+    """The thresholds of the built-in model ``model`` by object kind: ``{"any": (first,
+    corrections), preset: (first, corrections), ...}``, from its inference defaults and
+    presets (the settings of the first click's answer and of the answers with feedback).
+    Read from its config, without loading the network."""
     from ..inference.settings import DEFAULT_ZOOM
 
-    cfg = json.loads(Path(config).read_text())
+    cfg = builtin_config(model)
     base = dict(cfg.get("inference_defaults") or {})
     out = {}
     for name, over in [("any", {}), *(cfg.get("presets") or {}).items()]:
@@ -46,8 +44,9 @@ def builtin_thresholds(config: Path = BUILTIN_CONFIG) -> dict[str, tuple[float, 
 class PredictorSettings:
     """The model and inference options of interactive clicks.
 
-    ``source``: ``None`` for the built-in model, :data:`INJECTED` for the model given to
-    the cache, else a checkpoint file (``""``: none chosen yet). ``device``: one of
+    ``source``: ``None`` for the default built-in model, the name of another built-in model
+    (:func:`~napari_fcfi.model.catalogue.builtin_names`), :data:`INJECTED` for the model
+    given to the cache, else a checkpoint file (``""``: none chosen yet). ``device``: one of
     :data:`DEVICES`. ``zoom_in`` and ``flip``: the two test-time transforms. ``fit``: the
     first click of an object measures the object and shows it to the network at the scale
     it was trained at (the model's own first-click mode); off, the first click is one

@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..model.catalogue import DEFAULT_MODEL, builtin_names
+
 EXTENSIONS = (".tif", ".tiff", ".png")
 
 
@@ -25,7 +27,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--images", required=True, type=Path, help="folder of images (TIFF/PNG)")
     p.add_argument("--labels", required=True, type=Path, help="folder of instance label images")
     p.add_argument(
-        "--model", default=None, help="model name or checkpoint path (default: the built-in model)"
+        "--model",
+        default=None,
+        help="a built-in model's name ("
+        + ", ".join(builtin_names())
+        + ") or a checkpoint path (default: "
+        + DEFAULT_MODEL
+        + ")",
     )
     p.add_argument(
         "--method",

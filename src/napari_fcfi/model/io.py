@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..devices import pick_device
+from .catalogue import DEFAULT_MODEL, WEIGHTS_DIR, builtin_names
 
 __all__ = [
     "CheckpointError",
@@ -47,8 +48,6 @@ __all__ = [
     "save_model",
 ]
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-DEFAULT_MODEL = "fcfi-lite"  # the built-in model (also accepted as "builtin")
 OUR_FORMAT = "napari-fcfi"
 
 
@@ -302,10 +301,9 @@ def _load_ours(path: Path) -> tuple[dict, dict]:
 
 # ---------------------------------------------------------------- public API
 def available_models() -> list[str]:
-    """Names of the built-in models (``napari_fcfi/weights/<name>.safetensors``)."""
-    if not WEIGHTS_DIR.is_dir():
-        return []
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    """Names of the built-in models (``napari_fcfi/weights/<name>.safetensors``), the
+    default first."""
+    return builtin_names(WEIGHTS_DIR, DEFAULT_MODEL)
 
 
 def _resolve(source) -> Path:

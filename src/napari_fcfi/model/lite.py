@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones.efficientnet_lite import EfficientNetLite0
+from .catalogue import DEFAULT_MODEL, WEIGHTS_DIR, builtin_names, weights_path
 from .cffm import CollaborativeFusionModule
 from .clicks import disk_maps
 from .ffcm import FocusedCorrectionModule, resize_ac
@@ -333,18 +334,21 @@ def pretrained_model(**params) -> FCFILite:
     return model
 
 
-BUILTIN_NAME = "fcfi-lite"
-BUILTIN_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / f"{BUILTIN_NAME}.safetensors"
+#: the default built-in model's weights file
+BUILTIN_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_MODEL}.safetensors"
 
 
 def resolve_weights(source: str | Path) -> Path:
-    """``"fcfi-lite"`` / ``"builtin"`` -> the shipped weights; otherwise a file path."""
-    if str(source) in (BUILTIN_NAME, "builtin"):
-        path = BUILTIN_WEIGHTS
+    """A built-in model's name (``"builtin"``: the default) -> its shipped weights;
+    otherwise a file path."""
+    if str(source) == "builtin" or str(source) in builtin_names():
+        path = weights_path(str(source))
     else:
         path = Path(source)
     if not path.is_file():
-        raise ValueError(f"FCFI-Lite weights {path} not found")
+        raise ValueError(
+            f"FCFI-Lite weights {path} not found (built-in models: {', '.join(builtin_names())})"
+        )
     return path
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..model.catalogue import DEFAULT_MODEL, builtin_names
 from .batch import DEFAULT_TIMEOUT, DEFAULTS, check_run_settings, execute, make_runner, prepare
 
 DESCRIPTION = (
@@ -49,7 +50,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--model",
         default=None,
         metavar="NAME|PATH",
-        help="model name or checkpoint path (default: the built-in model)",
+        help="a built-in model's name ("
+        + ", ".join(builtin_names())
+        + ") or a checkpoint path (default: "
+        + DEFAULT_MODEL
+        + ")",
     )
     p.add_argument(
         "--workers",

@@ -57,8 +57,8 @@ def add_parser(subparsers):
     p.add_argument(
         "--init",
         default=None,
-        help="start from trained FCFI-Lite weights: 'fcfi-lite' (the built-in model, also "
-        "'builtin') or a .safetensors path "
+        help="start from trained FCFI-Lite weights: a built-in model's name ('fcfi-lite', the "
+        "default built-in model, also 'builtin') or a .safetensors path "
         "(default: a new model with the ImageNet EfficientNet-Lite0 backbone)",
     )
     p.add_argument("--steps", type=int, default=2000, help="optimisation steps (default 2000)")
