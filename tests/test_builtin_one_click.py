@@ -3,7 +3,8 @@
 Three objects the built-in model never saw in training (fixtures in ``tests/data``): a
 large nucleus of the ``nuclei2d`` sample, a small nucleus of a DSB2018 validation image and
 a whole phase-contrast cell of a Usiigaci validation image. Each gets one positive click at
-its centre (the pixel deepest inside it) with the shipped inference defaults.
+its centre (the pixel deepest inside it) with the shipped inference defaults. The built-in
+model of cells (``fcfi-lite-cells``) gets the same click on the same cell.
 """
 
 from __future__ import annotations
@@ -54,3 +55,9 @@ def test_one_click_whole_object(predictor, kind):
         labels = FIXTURES[f"{kind}_labels"]
         gt = pick(labels, len(np.unique(labels)) // 2 if kind == "small" else 0)
     assert one_click_iou(predictor, image, gt) >= MIN_IOU[kind]
+
+
+def test_the_cells_model_segments_a_whole_cell_from_one_click():
+    predictor = Predictor(load_model("fcfi-lite-cells"), device="cpu")
+    gt = pick(FIXTURES["cell_labels"], 0)
+    assert one_click_iou(predictor, FIXTURES["cell_image"], gt) >= MIN_IOU["cell"]

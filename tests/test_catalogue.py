@@ -69,3 +69,11 @@ def test_the_catalogue_reads_without_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_shipped_weights_fit_the_wheel_budget():
+    """Every built-in model ships in the wheel; together they stay within 20 MB."""
+    total = sum(
+        (catalogue.WEIGHTS_DIR / f"{n}.safetensors").stat().st_size for n in builtin_names()
+    )
+    assert total <= 20e6, f"{total / 1e6:.1f} MB of built-in weights"
