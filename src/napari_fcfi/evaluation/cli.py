@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..model.catalogue import DEFAULT_MODEL, builtin_names
+from ..model.catalogue import model_option_help
 
 EXTENSIONS = (".tif", ".tiff", ".png")
 
@@ -29,11 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="a built-in model's name ("
-        + ", ".join(builtin_names())
-        + ") or a checkpoint path (default: "
-        + DEFAULT_MODEL
-        + ")",
+        help=model_option_help(),
     )
     p.add_argument(
         "--method",

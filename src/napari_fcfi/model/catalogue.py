@@ -27,6 +27,12 @@ def builtin_names(weights_dir: Path | None = None, default: str = DEFAULT_MODEL)
     return sorted(names, key=lambda name: name != default)
 
 
+def model_option_help() -> str:
+    """The help of a command's ``--model`` option: a built-in model's name or a checkpoint."""
+    names = ", ".join(builtin_names())
+    return f"a built-in model's name ({names}) or a checkpoint path (default: {DEFAULT_MODEL})"
+
+
 def weights_path(name: str, weights_dir: Path | None = None) -> Path:
     """The weights file of the built-in model ``name`` (``"builtin"``: the default).
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..model.catalogue import DEFAULT_MODEL, builtin_names
+from ..model.catalogue import model_option_help
 from .batch import DEFAULT_TIMEOUT, DEFAULTS, check_run_settings, execute, make_runner, prepare
 
 DESCRIPTION = (
@@ -50,11 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--model",
         default=None,
         metavar="NAME|PATH",
-        help="a built-in model's name ("
-        + ", ".join(builtin_names())
-        + ") or a checkpoint path (default: "
-        + DEFAULT_MODEL
-        + ")",
+        help=model_option_help(),
     )
     p.add_argument(
         "--workers",
