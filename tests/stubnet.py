@@ -47,3 +47,20 @@ class SoftStub(StubNet):
         out = super().forward(*args, **kwargs)
         out["instances"] = out["instances"] / 10
         return out
+
+
+#: where :class:`DriftingStub` adds pixels of its own (rows, columns)
+DRIFT = (slice(5, 12), slice(60, 70))
+
+
+class DriftingStub(StubNet):
+    """StubNet that, whenever it is given feedback (gate 1), also switches on the square
+    :data:`DRIFT`, far from the clicks: a change of the mask that nobody asked for."""
+
+    def forward(self, image, prev_mask, points, new_points=None, gate=0.0):
+        out = super().forward(image, prev_mask, points, new_points, gate)
+        if float(gate) > 0:
+            inst = out["instances"].clone()
+            inst[..., DRIFT[0], DRIFT[1]] = 20.0
+            out["instances"] = inst
+        return out

@@ -88,6 +88,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="binarise the answers with feedback (later clicks) here (default: the model's "
         "setting, else --threshold)",
     )
+    p.add_argument(
+        "--local-from",
+        type=int,
+        default=None,
+        metavar="N",
+        help="from the N-th click of an object on, a correction changes the mask only where "
+        "its change reaches the click; 0: never (default: the model's setting)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
 
@@ -224,6 +232,7 @@ def run(args) -> int:
                 threshold=args.threshold,
                 correction_threshold=args.correction_threshold,
                 preset=args.preset,
+                local_corrections_from=args.local_from,
             )
         except (ValueError, FileNotFoundError) as exc:
             print(f"napari-fcfi evaluate: {exc}", file=sys.stderr)
@@ -275,6 +284,7 @@ def run(args) -> int:
             "preset": predictor.preset,
             "threshold": predictor.threshold,
             "correction_threshold": predictor.threshold_for(False),
+            "local_corrections_from": predictor.local_corrections_from,
         }
     miou = result["mIoU"]
     print(

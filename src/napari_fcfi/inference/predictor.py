@@ -46,6 +46,12 @@ What happens for one click (the order of the official predictor, see
    ``align_corners=True``) and pasted into zeros: the probability is exactly 0 outside the
    view. The two feedback maps get the same flip and paste, without the sigmoid.
 
+4. **Local corrections** (``local_corrections_from`` N > 0; off unless asked for): from an
+   object's N-th click on, an answer with feedback replaces the previous one only in the
+   connected parts of the change that reach the newest click
+   (:mod:`~napari_fcfi.inference.local`); elsewhere the previous answer stays. Not in the
+   official predictor (0, the fallback, turns it off).
+
 ``points`` go to the network as int64 while the view is not resized and as float64 once it
 is (fractional coordinates); ``new_points`` (the newest click, FFCM's focus) are always
 int64, truncated. The gate is 0 when there is no feedback (``prev_prob`` None or all
@@ -77,12 +83,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from ..devices import pick_device
 from .inputs import Map, PreparedImage, as_click_list, as_feedback
-from .maps import bbox
+from .local import merge_local
+from .maps import RoiMap, bbox
 from .normalize import POLICIES
 from .passes import Job, Prediction, make_job, run_passes
 from .settings import FLIP_AXES, check_weights, resolve_settings
@@ -106,10 +114,13 @@ class Predictor:
     :meth:`threshold_for`); ``normalize`` is the image policy of
     :mod:`napari_fcfi.inference.normalize` (None: the image is already float RGB in [0, 1]).
     ``first_click_expansion_ratio`` sets the box of the object-scale first click's second
-    pass (None: ``zoom_in_expansion_ratio``). These settings default to the model's preset
+    pass (None: ``zoom_in_expansion_ratio``). ``local_corrections_from``: from this click of
+    an object on, a correction changes the answer only where its change reaches the click
+    (0: never). These settings default to the model's preset
     ``preset`` (a name from ``model.inference_presets``, e.g. ``"nuclei"``), then to
-    ``model.inference_defaults``, then to 400 / 1.4 / 200 / ``"x"`` / 0.49 (the official
-    ZoomIn, flip and threshold defaults; see :mod:`~napari_fcfi.inference.settings`).
+    ``model.inference_defaults``, then to 400 / 1.4 / 200 / ``"x"`` / 0.49 / 0 (the official
+    ZoomIn, flip and threshold defaults, global corrections; see
+    :mod:`~napari_fcfi.inference.settings`).
     """
 
     def __init__(
@@ -128,6 +139,7 @@ class Predictor:
         flip_axes: str | None = None,
         correction_threshold: float | None = None,
         preset: str | None = None,
+        local_corrections_from: int | None = None,
     ):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
@@ -143,6 +155,7 @@ class Predictor:
                 "flip_axes": flip_axes,
                 "threshold": threshold,
                 "correction_threshold": correction_threshold,
+                "local_corrections_from": local_corrections_from,
             },
         )
         self.threshold = s["threshold"]
@@ -155,6 +168,9 @@ class Predictor:
         self.zoom_in_expansion_ratio = s["zoom_in_expansion_ratio"]
         self.first_click_expansion_ratio = s["first_click_expansion_ratio"]
         self.zoom_in_min_crop_size = s["zoom_in_min_crop_size"]
+        #: from this click of an object on, a correction is local (0: off; see
+        #: :mod:`~napari_fcfi.inference.local`)
+        self.local_corrections_from = s["local_corrections_from"]
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         check_weights(self.model)
@@ -257,6 +273,7 @@ class Predictor:
             )
         view, recomputed, new_roi = self.view_rules.choose(prepared.shape, clicks, prev, state)
         (pred,) = self._forward([make_job(prepared, clicks, prev, view)], [recomputed])
+        pred = self._localise(pred, clicks, prev)
         self.last_prediction = pred
         return pred, ZoomState(
             new_roi, pred.feedback_cffm if pred.feedback_cffm is not None else pred.prob
@@ -300,6 +317,18 @@ class Predictor:
                 for i, p in zip(chunk, preds):
                     results[i] = (p.prob.slices, p.prob.data)
         return results
+
+    def _localise(self, pred: Prediction, clicks, prev: Map | None) -> Prediction:
+        """A late correction kept where its change reaches the newest click (see
+        :mod:`~napari_fcfi.inference.local`). Answers kept at network resolution (views far
+        larger than the network input) stay whole: merging them would read the whole box."""
+        n = self.local_corrections_from
+        if not n or len(clicks) < n or prev is None or pred.gate == 0:
+            return pred
+        if not isinstance(pred.prob, RoiMap) or not isinstance(prev, RoiMap):
+            return pred
+        merged = merge_local(pred.prob, prev, clicks[-1], self.threshold_for(False))
+        return pred if merged is None else replace(pred, prob=merged)
 
     # ------------------------------------------------------------------ object-scale first click
     def _auto_first_applies(self, clicks, prev: Map | None, state: ZoomState) -> bool:

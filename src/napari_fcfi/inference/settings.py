@@ -22,6 +22,7 @@ DEFAULT_ZOOM = {
     "flip_axes": "x",
     "threshold": 0.49,
     "correction_threshold": None,  # None: threshold
+    "local_corrections_from": 0,  # 0: every click may change the whole mask (official)
 }
 FIRST_CLICK_MODES = ("window", "auto")
 #: test-time averaging: each pass is ``(flipped dims, transposed)``: the official horizontal
@@ -73,7 +74,8 @@ def resolve_settings(model, preset: str | None, given: dict) -> dict:
     """The checked value of every setting of :data:`DEFAULT_ZOOM`.
 
     ``given``: the caller's values by setting name (``None``: not given). Returns floats for
-    the ratios and thresholds, ints for the sizes, the strings of the two modes, and
+    the ratios and thresholds, ints for the sizes and ``local_corrections_from``, the
+    strings of the two modes, and
     ``None`` for ``correction_threshold`` when it follows ``threshold``;
     ``first_click_expansion_ratio`` None becomes ``zoom_in_expansion_ratio``.
     """
@@ -114,6 +116,13 @@ def resolve_settings(model, preset: str | None, given: dict) -> dict:
         if ct is None
         else unit_setting("correction_threshold", ct, source("correction_threshold"))
     )
+    key = "local_corrections_from"
+    lf = number_setting(key, raw[key], 0, False, source(key))
+    if isinstance(raw[key], bool) or not lf.is_integer():
+        raise ValueError(
+            f"{key} must be a whole number of clicks (0: off), got {raw[key]!r}{source(key)}"
+        )
+    out["local_corrections_from"] = int(lf)
     for key, low, strict, cast in (
         ("zoom_in_target_size", 1, False, int),
         ("zoom_in_expansion_ratio", 0, True, float),
