@@ -182,3 +182,13 @@ def test_presets_survive_a_save_and_load(tmp_path):
     cfg["presets"] = {"nuclei": {"correction_threshold": [0.3]}}
     with pytest.raises(CheckpointError, match="presets"):
         FCFILite.from_config(cfg)
+
+
+def test_the_model_of_cells_reads_its_first_click_at_its_own_threshold():
+    """fcfi-lite-cells binarises its first answer at 0.45 (chosen on the cells' validation
+    split), its corrections at 0.42; the widget and a plain Predictor both follow it."""
+    assert builtin_thresholds("fcfi-lite-cells") == {"any": (0.45, 0.42)}
+    from napari_fcfi.model.io import load_model
+
+    pred = Predictor(load_model("fcfi-lite-cells", device="cpu"), device="cpu")
+    assert pred.threshold_for(True) == 0.45 and pred.threshold_for(False) == 0.42
