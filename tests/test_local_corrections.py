@@ -18,7 +18,6 @@ from napari_fcfi.model.catalogue import builtin_config
 from stubnet import DRIFT, DriftingStub, StubNet
 
 SHAPE = (64, 80)
-FAR = DRIFT
 
 
 def test_merge_keeps_the_change_at_the_click_and_the_old_answer_elsewhere():
@@ -98,23 +97,23 @@ def test_a_late_click_leaves_the_far_part_of_the_mask_alone_and_undo_restores():
     s = session(2)
     s.click(30, 40, True)
     first = s.mask.copy()
-    assert not first[FAR].any()
+    assert not first[DRIFT].any()
     s.click(30, 47, True)  # grows the object next to the click
     second = s.mask
     assert second[30, 47] and second[first].all()
-    assert not second[FAR].any()  # the stub's far square is not taken
+    assert not second[DRIFT].any()  # the stub's far square is not taken
     s.undo()
     np.testing.assert_array_equal(s.mask, first)
     # the same clicks with local corrections off: the far square arrives with the answer
     g = session(0)
     g.click(30, 40, True)
     g.click(30, 47, True)
-    assert g.mask[FAR].all()
+    assert g.mask[DRIFT].all()
     # and before the given click count, corrections are global
     late = session(3)
     late.click(30, 40, True)
     late.click(30, 47, True)
-    assert late.mask[FAR].all()
+    assert late.mask[DRIFT].all()
 
 
 def test_the_robot_benchmark_uses_the_setting():

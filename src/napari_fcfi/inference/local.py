@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .maps import RoiMap, union_bbox
+from .maps import RoiMap
 
 #: a changed part is kept when it comes within this many pixels (a square of side
 #: 2 * REACH + 1 about the click) of the newest click
@@ -40,17 +40,13 @@ def merge_local(new, prev, click, threshold: float, reach: int = REACH) -> RoiMa
         raise TypeError("merge_local needs two RoiMap answers")
     if tuple(new.shape) != tuple(prev.shape):
         raise ValueError(f"the answers' shapes differ: {new.shape} and {prev.shape}")
-    boxes = [
-        (m.y0, m.y0 + m.data.shape[0] - 1, m.x0, m.x0 + m.data.shape[1] - 1)
-        for m in (new, prev)
-        if m.data.size
-    ]
-    if not boxes:
+    rects = [m.slices for m in (new, prev) if m.data.size]
+    if not rects:
         return None
-    box = boxes[0] if len(boxes) == 1 else union_bbox(*boxes)
-    r0, r1, c0, c1 = box
-    a = new.region(r0, r1 + 1, c0, c1 + 1)
-    b = prev.region(r0, r1 + 1, c0, c1 + 1)
+    r0, c0 = min(r.start for r, _ in rects), min(c.start for _, c in rects)
+    r1, c1 = max(r.stop for r, _ in rects), max(c.stop for _, c in rects)
+    a = new.region(r0, r1, c0, c1)
+    b = prev.region(r0, r1, c0, c1)
     changed = (a > threshold) != (b > threshold)
     y, x = int(click[0]) - r0, int(click[1]) - c0
     ys = slice(max(y - reach, 0), max(y + reach + 1, 0))

@@ -323,9 +323,9 @@ class Predictor:
         :mod:`~napari_fcfi.inference.local`). Answers kept at network resolution (views far
         larger than the network input) stay whole: merging them would read the whole box."""
         n = self.local_corrections_from
-        if not n or len(clicks) < n or prev is None or pred.gate == 0:
+        if not n or len(clicks) < n or pred.gate == 0:  # gate 0: no feedback to keep
             return pred
-        if not isinstance(pred.prob, RoiMap) or not isinstance(prev, RoiMap):
+        if not (isinstance(pred.prob, RoiMap) and isinstance(prev, RoiMap)):
             return pred
         merged = merge_local(pred.prob, prev, clicks[-1], self.threshold_for(False))
         return pred if merged is None else replace(pred, prob=merged)
