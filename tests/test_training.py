@@ -234,11 +234,18 @@ def test_finetune_builtin_via_cli(tmp_path, dataset):
             "--no-progress",
             "--threads",
             "1",
+            "--object-span",
+            "0.4",
+            "0.75",
             "--out",
             str(out),
         ]
     )
     assert rc == 0
+    assert json.loads(out.with_suffix(".json").read_text())["training"]["object_span"] == [
+        0.4,
+        0.75,
+    ]
     net = load_lite(out)
     ref = load_lite(BUILTIN_WEIGHTS)
     assert net.inference_defaults == ref.inference_defaults
@@ -253,6 +260,10 @@ def test_finetune_builtin_via_cli(tmp_path, dataset):
         (["--out", "x.pt"], "safetensors"),
         (["--iou-weight", "-1"], "--iou-weight"),
         (["--iou-weight", "nan"], "--iou-weight"),
+        (["--object-span", "0", "0.5"], "--object-span"),
+        (["--object-span", "0.7", "0.5"], "--object-span"),
+        (["--object-span", "0.5", "1.5"], "--object-span"),
+        (["--object-span", "nan", "0.5"], "--object-span"),
     ],
 )
 def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match, capsys):

@@ -185,3 +185,26 @@ def test_precise_bn_replaces_the_running_statistics():
     assert [m.momentum for m in bns] == momenta  # restored
     assert int(bns[0].num_batches_tracked) == 2
     assert any(not torch.equal(a, m.running_mean) for a, m in zip(before, bns))
+
+
+def test_the_object_span_reaches_the_training_crops():
+    from napari_fcfi.training.trainer import training_generator
+
+    cfg = TrainConfig(
+        images="i",
+        labels="l",
+        out="o.safetensors",
+        crop=128,
+        scale_mode="object",
+        object_span=(0.25, 0.25),
+    )
+    gen = training_generator(cfg, [("disks", [disk_item(20)], [])])
+    assert gen.generators[0].cfg.canonical == (0.25, 0.25)
+    rng = np.random.default_rng(0)
+    spans = []
+    for _ in range(40):
+        t = gen.sample(rng)["target"]
+        rows = np.flatnonzero(t.any(axis=1))
+        spans.append(rows[-1] - rows[0] + 1)
+    # half of the crops show the disk across a quarter of the crop (32 px), the rest 8-90 %
+    assert np.mean(np.abs(np.array(spans) - 32) <= 2) >= 0.35

@@ -81,6 +81,16 @@ def add_parser(subparsers):
         "around the image's own pixel size",
     )
     p.add_argument(
+        "--object-span",
+        type=float,
+        nargs=2,
+        default=[0.3, 0.6],
+        metavar=("LO", "HI"),
+        help="with --scale-mode object: half of the crops show the object's bounding box "
+        "spanning LO-HI of the crop (the zoomed views' scale; default 0.3 0.6), the other "
+        "half 8-90 %%",
+    )
+    p.add_argument(
         "--half-res-refine",
         action="store_true",
         help="add the 1/2-resolution boundary refinement (a warm start copies every "
@@ -147,6 +157,9 @@ def _check_options(args) -> None:
             raise ValueError(f"{flag} must be >= 0, got {getattr(args, name)}")
     if not (math.isfinite(args.iou_weight) and args.iou_weight >= 0):
         raise ValueError(f"--iou-weight must be a number >= 0, got {args.iou_weight}")
+    lo, hi = args.object_span
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1):
+        raise ValueError(f"--object-span must be two fractions 0 < LO <= HI <= 1, got {lo} {hi}")
     if args.crop % 32:
         raise ValueError(f"--crop must be a multiple of 32, got {args.crop}")
     if not (math.isfinite(args.lr) and args.lr > 0):
@@ -198,6 +211,7 @@ def _run(args) -> int:
         val_every=args.val_every,
         time_limit=args.time_limit,
         scale_mode=args.scale_mode,
+        object_span=(float(args.object_span[0]), float(args.object_span[1])),
         data_weights=args.data_weights,
         bf16=args.bf16,
         freeze_blocks=args.freeze_blocks,

@@ -71,6 +71,9 @@ class TrainConfig:
     time_limit: float | None = None  # minutes; the LR schedule then follows the clock too
     scale_range: tuple[float, float] = (0.6, 2.0)
     scale_mode: str = "image"  # or "object": see AugmentConfig
+    #: with ``scale_mode="object"``: the part of the crop that the object's bounding box
+    #: spans for half of the samples (the zoomed views' scale; the rest span 8-90 %)
+    object_span: tuple[float, float] = (0.3, 0.6)
     data_weights: list[float] | None = None  # sampling weight of each dataset (default equal)
     bf16: bool = False  # bfloat16 autocast on the CPU
     #: backbone stem and this many first MBConv blocks keep their (ImageNet) weights: their
@@ -249,7 +252,10 @@ def training_generator(cfg: TrainConfig, data) -> MixedGenerator:
     """The training samples of ``data`` (:func:`load_datasets`' output), drawn as ``cfg``
     says (crop, scale, the datasets' weights)."""
     aug = AugmentConfig(
-        crop=cfg.crop, scale_range=tuple(cfg.scale_range), scale_mode=cfg.scale_mode
+        crop=cfg.crop,
+        scale_range=tuple(cfg.scale_range),
+        scale_mode=cfg.scale_mode,
+        canonical=tuple(float(v) for v in cfg.object_span),
     )
     return MixedGenerator([SampleGenerator(items, aug) for _, items, _ in data], cfg.data_weights)
 
@@ -397,6 +403,11 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
             "freeze_blocks": cfg.freeze_blocks,
             "iou_weight": cfg.iou_weight,
             "scale_mode": cfg.scale_mode,
+            **(
+                {"object_span": [float(v) for v in cfg.object_span]}
+                if cfg.scale_mode == "object"
+                else {}
+            ),
         }
     }
     save_lite(model, cfg.out, extra=info)
