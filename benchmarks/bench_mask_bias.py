@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -27,7 +26,6 @@ from napari_fcfi.evaluation.clicker import next_click
 from napari_fcfi.evaluation.robot import SIZE_BINS, THRESHOLD
 from napari_fcfi.masks import iou
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018" / "train"
 THRESHOLDS = (0.3, THRESHOLD, 0.7)
 AREA_BINS = (*SIZE_BINS, np.inf)
 
@@ -73,17 +71,14 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    from _protocol import add_protocol_arguments, protocol_objects
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=Path, default=SHARED / "images")
-    p.add_argument("--labels", type=Path, default=SHARED / "labels")
-    p.add_argument("--split", default="val")
+    add_protocol_arguments(p)
     p.add_argument("--model", default=None, help="weights (default: the built-in model)")
-    p.add_argument("--max-instances", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clicks", type=int, nargs="+", default=[1, 5])
     p.add_argument("--max-area", type=float, default=np.inf, help="skip larger objects (px²)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     if not args.labels.is_dir():
         print(f"bench_mask_bias: no label folder {args.labels}", file=sys.stderr)
@@ -94,23 +89,20 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_fcfi.evaluation.cli import _read, list_instances, list_pairs
+    from napari_fcfi.evaluation.cli import _read
     from napari_fcfi.evaluation.robot import FcfiMethod
     from napari_fcfi.inference.predictor import Predictor
     from napari_fcfi.model.io import load_model
 
     torch.set_num_threads(args.threads)
-    pairs = list_pairs(args.images, args.labels, args.split)
     method = FcfiMethod(Predictor(load_model(args.model)))
-    rows, current, labels = [], None, None
-    for idx, label_id in list_instances(pairs, args.max_instances, args.seed):
-        if idx != current:
-            method.start(_read(pairs[idx][0]))
-            labels = _read(pairs[idx][1])
-            current = idx
-        gt = labels == label_id
-        if gt.sum() < args.max_area:
-            rows.extend(object_rows(method, gt, args.clicks))
+    rows = []
+    for image, labels, ids in protocol_objects(args):
+        method.start(_read(image))
+        for label_id in ids:
+            gt = labels == label_id
+            if gt.sum() < args.max_area:
+                rows.extend(object_rows(method, gt, args.clicks))
     table = summarize(rows)
     cols = ["n", "area_ratio_median"] + [f"iou@{t}" for t in THRESHOLDS]
     cols += ["iou_grown", "iou_shrunk"]

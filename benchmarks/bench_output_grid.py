@@ -11,7 +11,7 @@ output grid, resized back exactly as the predictor resizes the network's answer,
 at 0.5. Whatever IoU is lost here, no network with that output grid can recover; a finer
 output path can only gain what the grid loses.
 
-    python benchmarks/bench_output_grid.py [--images DIR --labels DIR] [--model NAME] \
+    python benchmarks/bench_output_grid.py [--images DIR --labels DIR] [--model NAME|PATH] \
         [--max-instances 300] [--seed 0] [--json out.json]
 
 The defaults read the DSB2018 validation split from the shared data folder and take the
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +32,6 @@ from napari_fcfi.evaluation.robot import SIZE_BINS, one_pixel_reference
 from napari_fcfi.inference.maps import bbox
 from napari_fcfi.masks import iou
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018" / "train"
 #: output grids: the network input's size divided by this
 GRIDS = {"1/4": 4, "1/2": 2, "1/1": 1}
 AREA_BINS = (*SIZE_BINS, np.inf)
@@ -61,8 +59,7 @@ def best_answer(gt: np.ndarray, box, net_hw, factor: int) -> np.ndarray:
 
 def object_rows(gt: np.ndarray, rules, first_expansion: float) -> list[dict]:
     """One row per (view, grid) for one object: its area and the best answer's IoU."""
-    rmin, rmax, cmin, cmax = bbox(gt)
-    extent = (int(rmin), int(rmax), int(cmin), int(cmax))
+    extent = bbox(gt)
     views = {
         "first click": rules.zoom_view(rules.extent_roi(gt.shape, extent, [], first_expansion)),
         "later clicks": rules.zoom_view(rules.extent_roi(gt.shape, extent, [])),
@@ -109,47 +106,36 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
+    from _protocol import add_protocol_arguments, protocol_objects
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--images", type=Path, default=SHARED / "images")
-    p.add_argument("--labels", type=Path, default=SHARED / "labels")
-    p.add_argument("--split", default="val")
-    p.add_argument("--model", default="builtin", help="built-in model whose view settings apply")
-    p.add_argument("--max-instances", type=int, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None)
+    add_protocol_arguments(p)
+    p.add_argument(
+        "--model",
+        default=None,
+        help="weights whose view settings apply (default: the built-in model)",
+    )
     args = p.parse_args(argv)
     if not args.labels.is_dir():
         print(f"bench_output_grid: no label folder {args.labels}", file=sys.stderr)
         return 2
 
-    from types import SimpleNamespace
-
     import torch
 
-    from napari_fcfi.evaluation.cli import _read, list_instances, list_pairs
-    from napari_fcfi.inference.settings import resolve_settings
-    from napari_fcfi.inference.views import ViewRules
-    from napari_fcfi.model.catalogue import weights_path
+    from napari_fcfi.inference.predictor import Predictor
+    from napari_fcfi.model.io import load_model
 
     torch.set_num_threads(1)
-    config = json.loads(weights_path(args.model).with_suffix(".json").read_text())
-    model = SimpleNamespace(inference_defaults=config.get("inference_defaults", {}))
-    s = resolve_settings(model, None, {})
-    rules = ViewRules(
-        s["zoom_in_target_size"], s["zoom_in_expansion_ratio"], s["zoom_in_min_crop_size"]
-    )
-    pairs = list_pairs(args.images, args.labels, args.split)
-    rows, current, labels = [], None, None
-    for idx, label_id in list_instances(pairs, args.max_instances, args.seed):
-        if idx != current:
-            labels = _read(pairs[idx][1])
-            current = idx
-        rows.extend(object_rows(labels == label_id, rules, s["first_click_expansion_ratio"]))
+    predictor = Predictor(load_model(args.model))  # its views, not its network, are used
+    rules, first_expansion = predictor.view_rules, predictor.first_click_expansion_ratio
+    rows = []
+    for _, labels, ids in protocol_objects(args):
+        for label_id in ids:
+            rows.extend(object_rows(labels == label_id, rules, first_expansion))
     table = summarize(rows)
     print(
-        f"views: target {s['zoom_in_target_size']} px, first click x"
-        f"{s['first_click_expansion_ratio']}, later clicks x{s['zoom_in_expansion_ratio']}, "
-        f"at least {s['zoom_in_min_crop_size']} px"
+        f"views: target {rules.target_size} px, first click x{first_expansion}, later clicks "
+        f"x{rules.expansion_ratio}, at least {rules.min_crop_size} px"
     )
     print("area | view | grid | n | mean IoU | share >= 0.85 | share >= 0.90")
     for e in table:

@@ -10,11 +10,13 @@ import tifffile
 from skimage.draw import disk
 
 SCRIPTS = pathlib.Path(__file__).resolve().parents[1] / "scripts"
+BENCHMARKS = SCRIPTS.parent / "benchmarks"
 
 
-def load_script(name: str):
-    """``scripts/<name>.py`` as a module (its ``main(argv)`` is what the command runs)."""
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+def load_script(name: str, folder: pathlib.Path = SCRIPTS):
+    """``<folder>/<name>.py`` (default: ``scripts/``) as a module (its ``main(argv)`` is what
+    the command runs)."""
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

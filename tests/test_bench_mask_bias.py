@@ -1,20 +1,14 @@
 """The mask-bias benchmark's per-object rows and summary (a fake method, no network)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_mask_bias.py"
+from _training_helpers import BENCHMARKS, load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_mask_bias", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_mask_bias", BENCHMARKS)
 
 
 def _disk(r, shape=(64, 64), c=(32, 32)):

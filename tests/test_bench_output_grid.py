@@ -1,22 +1,15 @@
 """The output-grid benchmark: the best answer each output grid allows (no network)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from _training_helpers import BENCHMARKS, load_script
 from napari_fcfi.inference.views import ViewRules
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_output_grid.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_output_grid", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_output_grid", BENCHMARKS)
 
 
 def _ellipse(ry, rx, shape=(400, 400), c=(200, 190)):

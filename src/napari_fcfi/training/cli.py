@@ -211,7 +211,7 @@ def _run(args) -> int:
         val_every=args.val_every,
         time_limit=args.time_limit,
         scale_mode=args.scale_mode,
-        object_span=(float(args.object_span[0]), float(args.object_span[1])),
+        object_span=tuple(args.object_span),
         data_weights=args.data_weights,
         bf16=args.bf16,
         freeze_blocks=args.freeze_blocks,
