@@ -594,6 +594,8 @@ def test_objects_choice_sets_both_thresholds(viewer2d):
     w.panel.set_objects("nuclei")
     assert (w.threshold_spin.value(), w.correction_spin.value()) == presets["nuclei"]
     assert (w.editor.threshold, w.editor.correction_threshold) == presets["nuclei"]
+    # the kind of object reaches the predictor too (a preset's other settings)
+    assert w.panel.predictor_settings().objects == "nuclei"
     click(w, (30, 40))
     area = (w.labels_layer.data == 1).sum()
     assert 40 < area < 200  # the first answer: the first-click threshold

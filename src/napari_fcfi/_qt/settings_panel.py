@@ -186,6 +186,7 @@ class SettingsPanel:
     def _on_objects(self, index=None) -> None:
         self._set_spins(self._presets[self.objects_combo.currentData()])
         self._threshold_changed()
+        self._changed()  # the preset's other settings (e.g. edge-guided corrections)
 
     def _threshold_changed(self, *args) -> None:
         if self._ready:
@@ -214,7 +215,9 @@ class SettingsPanel:
 
     def predictor_settings(self) -> PredictorSettings:
         s = self.settings()
-        return PredictorSettings(s["source"], s["device"], s["zoom_in"], s["flip"], s["fit"])
+        return PredictorSettings(
+            s["source"], s["device"], s["zoom_in"], s["flip"], s["fit"], s["objects"]
+        )
 
     def device_error(self) -> str | None:
         """Why the chosen device cannot be used (``None`` when it can); shows the CPU hint

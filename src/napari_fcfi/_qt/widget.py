@@ -350,7 +350,8 @@ class FCFIWidget(QWidget):
         return resolve_device(device)
 
     def _on_predictor_setting(self) -> None:
-        """Model, device, zoom-in, flip or fit changed: the next click uses a new predictor;
+        """Model, device, kind of object, zoom-in, flip or fit changed: the next click uses a
+        new predictor;
         the object's click histories restart from its pixels."""
         if not hasattr(self, "editor"):
             return  # still building the UI

@@ -50,7 +50,10 @@ class PredictorSettings:
     :data:`DEVICES`. ``zoom_in`` and ``flip``: the two test-time transforms. ``fit``: the
     first click of an object measures the object and shows it to the network at the scale
     it was trained at (the model's own first-click mode); off, the first click is one
-    native-scale pass.
+    native-scale pass. ``objects``: the kind of object, ``"any"`` or the name of one of the
+    model's presets (e.g. ``"nuclei"``), whose settings other than the two thresholds (which
+    the editor sets) the predictor takes, such as the nuclei's edge-guided corrections; a
+    model without that preset uses its defaults.
     """
 
     source: str | None = None
@@ -58,6 +61,7 @@ class PredictorSettings:
     zoom_in: bool = True
     flip: bool = True
     fit: bool = True
+    objects: str = "any"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -157,6 +161,14 @@ class PredictorCache:
             factory = self._factory
             if factory is None:
                 from ..inference.predictor import Predictor as factory
+            from ..inference.settings import model_presets
+
+            # the kind of object's preset, when the model has one by that name
+            preset = (
+                {"preset": settings.objects}
+                if settings.objects in model_presets(self._model)
+                else {}
+            )
             self._predictor = factory(
                 self._model,
                 device=device,
@@ -165,6 +177,7 @@ class PredictorCache:
                 threshold=float(threshold),
                 # the model's own first-click mode when fitting, else one native-scale pass
                 first_click=None if settings.fit else "window",
+                **preset,
             )
             self._predictor_key = key
         set_thresholds(self._predictor, threshold, correction_threshold)

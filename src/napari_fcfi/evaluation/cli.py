@@ -96,6 +96,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="from the N-th click of an object on, a correction changes the mask only where "
         "its change reaches the click; 0: never (default: the model's setting)",
     )
+    p.add_argument(
+        "--guided-radius",
+        type=int,
+        default=None,
+        metavar="R",
+        help="guided filter of the answers with feedback, the image as the guide: window "
+        "radius in network pixels; 0: off (default: the model's setting)",
+    )
+    p.add_argument(
+        "--guided-eps",
+        type=float,
+        default=None,
+        help="the guided filter's regularisation (default: the model's setting)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p
 
@@ -233,6 +247,8 @@ def run(args) -> int:
                 correction_threshold=args.correction_threshold,
                 preset=args.preset,
                 local_corrections_from=args.local_from,
+                guided_filter_radius=args.guided_radius,
+                guided_filter_eps=args.guided_eps,
             )
         except (ValueError, FileNotFoundError) as exc:
             print(f"napari-fcfi evaluate: {exc}", file=sys.stderr)
@@ -285,6 +301,8 @@ def run(args) -> int:
             "threshold": predictor.threshold,
             "correction_threshold": predictor.threshold_for(False),
             "local_corrections_from": predictor.local_corrections_from,
+            "guided_filter_radius": predictor.guided_filter_radius,
+            "guided_filter_eps": predictor.guided_filter_eps,
         }
     miou = result["mIoU"]
     print(

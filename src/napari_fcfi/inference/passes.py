@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.clicks import points_array
+from .guided import guided_filter
 from .inputs import Map, PreparedImage
 from .maps import Box, RoiMap
 from .resample import ScaledMap, bilinear, linear_taps
@@ -113,11 +114,18 @@ def sampled_input(prepared: PreparedImage, prev: Map | None, view: View) -> torc
 
 
 def run_passes(
-    model, device: torch.device, jobs: list[Job], recomputed: list[bool], transforms: tuple
+    model,
+    device: torch.device,
+    jobs: list[Job],
+    recomputed: list[bool],
+    transforms: tuple,
+    guided: tuple[int, float] = (0, 0.01),
 ) -> list[Prediction]:
     """Run one batch of jobs that share the network input size and the gate, once per
     pass of ``transforms`` (``(flipped dims, transposed)`` pairs, see
-    :data:`~napari_fcfi.inference.settings.FLIP_AXES`), and average the passes' logits."""
+    :data:`~napari_fcfi.inference.settings.FLIP_AXES`), and average the passes' logits.
+    ``guided``: ``(radius, eps)`` of the guided filter applied to the probability of
+    answers with feedback (:mod:`~napari_fcfi.inference.guided`; radius 0: none)."""
     nh, nw = jobs[0].view.net_hw
     gate = jobs[0].gate
     float_coords = any(j.view.resized or j.view.zoomed for j in jobs)
@@ -189,6 +197,9 @@ def run_passes(
                         stacklevel=5,
                     )
                 m = torch.sigmoid(m)
+                if gate != 0 and guided[0] > 0:
+                    guide = x[:b, :3].float().mean(dim=1, keepdim=True)
+                    m = guided_filter(m, guide, guided[0], guided[1]).clamp_(0.0, 1.0)
             merged[key] = m
         results = []
         pts_np = pts.cpu().numpy()

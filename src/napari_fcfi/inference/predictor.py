@@ -52,6 +52,13 @@ What happens for one click (the order of the official predictor, see
    (:mod:`~napari_fcfi.inference.local`); elsewhere the previous answer stays. Not in the
    official predictor (0, the fallback, turns it off).
 
+5. **Edge-guided corrections** (``guided_filter_radius`` r > 0; the built-in model's
+   ``nuclei`` preset): the probability of every answer with feedback is passed through a
+   guided filter at the network's input resolution, the network input's mean intensity as
+   the guide (:mod:`~napari_fcfi.inference.guided`), before it is pasted back; the first
+   click's answer is left as it is. Not in the official predictor (0, the fallback, turns
+   it off).
+
 ``points`` go to the network as int64 while the view is not resized and as float64 once it
 is (fractional coordinates); ``new_points`` (the newest click, FFCM's focus) are always
 int64, truncated. The gate is 0 when there is no feedback (``prev_prob`` None or all
@@ -116,7 +123,9 @@ class Predictor:
     ``first_click_expansion_ratio`` sets the box of the object-scale first click's second
     pass (None: ``zoom_in_expansion_ratio``). ``local_corrections_from``: from this click of
     an object on, a correction changes the answer only where its change reaches the click
-    (0: never). These settings default to the model's preset
+    (0: never). ``guided_filter_radius`` and ``guided_filter_eps``: the guided filter of the
+    answers with feedback (radius in network pixels, 0: off). These settings default to the
+    model's preset
     ``preset`` (a name from ``model.inference_presets``, e.g. ``"nuclei"``), then to
     ``model.inference_defaults``, then to 400 / 1.4 / 200 / ``"x"`` / 0.49 / 0 (the official
     ZoomIn, flip and threshold defaults, global corrections; see
@@ -140,6 +149,8 @@ class Predictor:
         correction_threshold: float | None = None,
         preset: str | None = None,
         local_corrections_from: int | None = None,
+        guided_filter_radius: int | None = None,
+        guided_filter_eps: float | None = None,
     ):
         if normalize not in POLICIES:
             raise ValueError(f"unknown normalize policy {normalize!r}; choose one of {POLICIES}")
@@ -156,6 +167,8 @@ class Predictor:
                 "threshold": threshold,
                 "correction_threshold": correction_threshold,
                 "local_corrections_from": local_corrections_from,
+                "guided_filter_radius": guided_filter_radius,
+                "guided_filter_eps": guided_filter_eps,
             },
         )
         self.threshold = s["threshold"]
@@ -171,6 +184,10 @@ class Predictor:
         #: from this click of an object on, a correction is local (0: off; see
         #: :mod:`~napari_fcfi.inference.local`)
         self.local_corrections_from = s["local_corrections_from"]
+        #: guided filter of the answers with feedback: window radius in network pixels (0:
+        #: off) and regularisation (see :mod:`~napari_fcfi.inference.guided`)
+        self.guided_filter_radius = s["guided_filter_radius"]
+        self.guided_filter_eps = s["guided_filter_eps"]
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         check_weights(self.model)
@@ -389,4 +406,5 @@ class Predictor:
         (``flip`` None: the predictor's setting)."""
         use_flip = self.flip if flip is None else bool(flip)
         transforms = FLIP_AXES[self.flip_axes] if use_flip else (((), False),)
-        return run_passes(self.model, self.device, jobs, recomputed, transforms)
+        guided = (self.guided_filter_radius, self.guided_filter_eps)
+        return run_passes(self.model, self.device, jobs, recomputed, transforms, guided)

@@ -23,8 +23,12 @@ DEFAULT_ZOOM = {
     "threshold": 0.49,
     "correction_threshold": None,  # None: threshold
     "local_corrections_from": 0,  # 0: every click may change the whole mask (official)
+    "guided_filter_radius": 0,  # 0: the answers with feedback are the network's (official)
+    "guided_filter_eps": 0.01,
 }
 FIRST_CLICK_MODES = ("window", "auto")
+#: the largest guided-filter window radius (network pixels) accepted
+MAX_GUIDED_RADIUS = 32
 #: test-time averaging: each pass is ``(flipped dims, transposed)``: the official horizontal
 #: flip, horizontal and vertical flips, or those four and their transposes (the eight
 #: symmetries of the square); dims 2 are rows, 3 columns of an NCHW batch
@@ -74,7 +78,8 @@ def resolve_settings(model, preset: str | None, given: dict) -> dict:
     """The checked value of every setting of :data:`DEFAULT_ZOOM`.
 
     ``given``: the caller's values by setting name (``None``: not given). Returns floats for
-    the ratios and thresholds, ints for the sizes and ``local_corrections_from``, the
+    the ratios, thresholds and ``guided_filter_eps``, ints for the sizes,
+    ``local_corrections_from`` and ``guided_filter_radius``, the
     strings of the two modes, and
     ``None`` for ``correction_threshold`` when it follows ``threshold``;
     ``first_click_expansion_ratio`` None becomes ``zoom_in_expansion_ratio``.
@@ -123,6 +128,16 @@ def resolve_settings(model, preset: str | None, given: dict) -> dict:
             f"{key} must be a whole number of clicks (0: off), got {raw[key]!r}{source(key)}"
         )
     out["local_corrections_from"] = int(lf)
+    key = "guided_filter_radius"
+    gr = number_setting(key, raw[key], 0, False, source(key))
+    if isinstance(raw[key], bool) or not gr.is_integer() or gr > MAX_GUIDED_RADIUS:
+        raise ValueError(
+            f"{key} must be a whole number of network pixels from 0 (off) to "
+            f"{MAX_GUIDED_RADIUS}, got {raw[key]!r}{source(key)}"
+        )
+    out[key] = int(gr)
+    key = "guided_filter_eps"
+    out[key] = number_setting(key, raw[key], 0, True, source(key))
     for key, low, strict, cast in (
         ("zoom_in_target_size", 1, False, int),
         ("zoom_in_expansion_ratio", 0, True, float),
