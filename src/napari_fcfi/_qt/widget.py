@@ -351,8 +351,7 @@ class FCFIWidget(QWidget):
 
     def _on_predictor_setting(self) -> None:
         """Model, device, kind of object, zoom-in, flip or fit changed: the next click uses a
-        new predictor;
-        the object's click histories restart from its pixels."""
+        new predictor; the object's click histories restart from its pixels."""
         if not hasattr(self, "editor"):
             return  # still building the UI
         self.editor.configure(self.panel.predictor_settings())

@@ -181,7 +181,7 @@ class FocusedCorrectionModule(nn.Module):
                 enc = self.info_encoder(info)
                 enc = enc[:, :, y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
                 a = self._affinity(enc, cy - y0, cx - x0)
-                crop = fb[i : i + 1, :, y0:y1, x0:x1]
+                crop = fb[i : i + 1, :, y0:y1, x0:x1].clone()  # autograd keeps it
                 fb[i : i + 1, :, y0:y1, x0:x1] = (1 - a) * crop + a * float(label > 0.5)
         return fb
 
