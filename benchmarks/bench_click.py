@@ -16,6 +16,7 @@ free cores, re-read at every click); a number fixes torch's threads.
     python benchmarks/bench_click.py --model w1-h18s --target-size 700   # HRNet-W18 timing
     python benchmarks/bench_click.py --model path/to/checkpoint --sizes 512 8000
     python benchmarks/bench_click.py --sizes 512 --threads auto --background-load 1
+    python benchmarks/bench_click.py --sizes 512 --preset nuclei   # a preset's settings
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
         default=None,
         help="flip averaging (default: model's)",
     )
+    ap.add_argument("--preset", default=None, help="the model's preset, e.g. nuclei")
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 8000])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--clicks", type=int, default=5, choices=range(2, len(CLICKS) + 1))
@@ -116,7 +118,11 @@ def main(argv=None) -> int:
     policy.apply()
     net, model_name = load(args.model, args.device)
     predictor = Predictor(
-        net, device=args.device, zoom_in_target_size=args.target_size, flip_axes=args.flip_axes
+        net,
+        device=args.device,
+        zoom_in_target_size=args.target_size,
+        flip_axes=args.flip_axes,
+        preset=args.preset,
     )
     results = {
         "model": model_name,
@@ -127,6 +133,7 @@ def main(argv=None) -> int:
         "machine": f"{platform.machine()} {platform.processor() or platform.platform()}",
         "zoom_in_target_size": predictor.zoom_in_target_size,
         "flip_axes": predictor.flip_axes,
+        "preset": args.preset,
         "sizes": {},
     }
     background = start_background_load(args.background_load)
