@@ -209,6 +209,13 @@ def main(argv=None):
         default=None,
         help="zoom-in min crop and target size (default: REFINE_PREDICTOR's)",
     )
+    p.add_argument(
+        "--guided-radius",
+        type=int,
+        default=None,
+        help="guided filter of the refined answers, radius in network pixels (0: off)",
+    )
+    p.add_argument("--guided-eps", type=float, default=None, help="the guided filter's eps")
     p.add_argument("--threads", default="1,2", help="in-process torch thread counts to time")
     p.add_argument("--skip-cluster", action="store_true", help="no LocalCluster timings")
     p.add_argument("--json", default=None, help="write the figures here")
@@ -223,6 +230,10 @@ def main(argv=None):
     predictor_kw = {"flip": False} if args.no_flip else {}
     if args.crop:
         predictor_kw.update(zoom_in_min_crop_size=args.crop, zoom_in_target_size=args.crop)
+    if args.guided_radius is not None:
+        predictor_kw["guided_filter_radius"] = args.guided_radius
+    if args.guided_eps is not None:
+        predictor_kw["guided_filter_eps"] = args.guided_eps
     opts = {"min_size": args.min_size, "extra_clicks": args.extra_clicks}
     if args.margin is not None:
         opts["margin"] = args.margin
