@@ -51,6 +51,15 @@ def number_setting(name: str, value, low: float, strict: bool, source: str = "")
     return v
 
 
+def whole_setting(name: str, value, unit: str, high: int | None = None, source: str = "") -> int:
+    """``value`` as a whole number from 0 (off) up to ``high`` (None: no bound) of ``unit``."""
+    v = number_setting(name, value, 0, False, source)
+    if isinstance(value, bool) or not v.is_integer() or (high is not None and v > high):
+        span = "(0: off)" if high is None else f"from 0 (off) to {high}"
+        raise ValueError(f"{name} must be a whole number of {unit} {span}, got {value!r}{source}")
+    return int(v)
+
+
 def unit_setting(name: str, value, source: str = "") -> float:
     """``value`` as a float in [0, 1], else ``ValueError`` naming ``name`` (and ``source``)."""
     try:
@@ -121,21 +130,11 @@ def resolve_settings(model, preset: str | None, given: dict) -> dict:
         if ct is None
         else unit_setting("correction_threshold", ct, source("correction_threshold"))
     )
-    key = "local_corrections_from"
-    lf = number_setting(key, raw[key], 0, False, source(key))
-    if isinstance(raw[key], bool) or not lf.is_integer():
-        raise ValueError(
-            f"{key} must be a whole number of clicks (0: off), got {raw[key]!r}{source(key)}"
-        )
-    out["local_corrections_from"] = int(lf)
-    key = "guided_filter_radius"
-    gr = number_setting(key, raw[key], 0, False, source(key))
-    if isinstance(raw[key], bool) or not gr.is_integer() or gr > MAX_GUIDED_RADIUS:
-        raise ValueError(
-            f"{key} must be a whole number of network pixels from 0 (off) to "
-            f"{MAX_GUIDED_RADIUS}, got {raw[key]!r}{source(key)}"
-        )
-    out[key] = int(gr)
+    for key, unit, high in (
+        ("local_corrections_from", "clicks", None),
+        ("guided_filter_radius", "network pixels", MAX_GUIDED_RADIUS),
+    ):
+        out[key] = whole_setting(key, raw[key], unit, high, source(key))
     key = "guided_filter_eps"
     out[key] = number_setting(key, raw[key], 0, True, source(key))
     for key, low, strict, cast in (
