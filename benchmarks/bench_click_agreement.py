@@ -26,8 +26,7 @@ import sys
 
 import numpy as np
 
-from napari_fcfi.evaluation.clicker import next_click
-from napari_fcfi.evaluation.robot import SIZE_BINS, iou
+from napari_fcfi.evaluation.robot import SIZE_BINS, iou, robot_answers
 
 AREA_BINS = (*SIZE_BINS, np.inf)
 PHASES = ("before 90 %", "after 90 %")
@@ -36,23 +35,16 @@ PHASES = ("before 90 %", "after 90 %")
 def object_rows(method, gt: np.ndarray, max_clicks: int) -> list[dict]:
     """One row per answer of the robot loop on one object: whether it contradicts its newest
     click and how many earlier clicks it contradicts (``method`` as in
-    :func:`napari_fcfi.evaluation.robot.evaluate_instance`)."""
+    :func:`napari_fcfi.evaluation.robot.robot_answers`)."""
     area = int(np.count_nonzero(gt))
-    method.start_object()
-    clicks: list = []
-    pred, prev = np.zeros(gt.shape, bool), None
     reached = False
     rows = []
-    for k in range(max_clicks):
-        clicks.append(next_click(gt, pred, clicks))
-        prob = method.predict(list(clicks), prev)
-        pred = prob > method.threshold_for(k == 0)
-        prev = prob
+    for clicks, _, pred, _ in robot_answers(method, gt, max_clicks):
         wrong = [bool(pred[y, x]) != bool(positive) for y, x, positive in clicks]
         rows.append(
             {
                 "area": area,
-                "click": k + 1,
+                "click": len(clicks),
                 "phase": PHASES[int(reached)],
                 "newest_wrong": wrong[-1],
                 "earlier": len(wrong) - 1,
@@ -93,36 +85,24 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    from _protocol import add_protocol_arguments, protocol_objects
+    from _protocol import (
+        add_method_arguments,
+        add_protocol_arguments,
+        method_objects,
+        protocol_method,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_protocol_arguments(p)
-    p.add_argument("--model", default=None, help="a built-in model's name or weights")
-    p.add_argument("--preset", default=None, help="the model's preset, e.g. nuclei")
-    p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
+    add_method_arguments(p)
     args = p.parse_args(argv)
     if not args.labels.is_dir():
         print(f"bench_click_agreement: no label folder {args.labels}", file=sys.stderr)
         return 2
-    if args.max_clicks < 1:
-        print("bench_click_agreement: --max-clicks must be >= 1", file=sys.stderr)
-        return 2
-
-    import torch
-
-    from napari_fcfi.evaluation.cli import _read
-    from napari_fcfi.evaluation.robot import FcfiMethod
-    from napari_fcfi.inference.predictor import Predictor
-    from napari_fcfi.model.io import load_model
-
-    torch.set_num_threads(args.threads)
-    method = FcfiMethod(Predictor(load_model(args.model), preset=args.preset))
+    method, _ = protocol_method(args)
     rows = []
-    for image, labels, ids in protocol_objects(args):
-        method.start(_read(image))
-        for label_id in ids:
-            rows.extend(object_rows(method, labels == label_id, args.max_clicks))
+    for gt in method_objects(args, method):
+        rows.extend(object_rows(method, gt, args.max_clicks))
     table = summarize(rows)
     print("area phase answers newest_wrong any_earlier_wrong earlier_wrong")
     for e in table:

@@ -145,13 +145,16 @@ class FeatureBRS(nn.Module):
 
 
 def main(argv=None) -> int:
-    from _protocol import add_protocol_arguments, protocol_objects
+    from _protocol import (
+        add_method_arguments,
+        add_protocol_arguments,
+        method_objects,
+        protocol_method,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_protocol_arguments(p)
-    p.add_argument("--model", default=None, help="a built-in model's name or weights")
-    p.add_argument("--preset", default=None, help="the model's preset, e.g. nuclei")
-    p.add_argument("--max-clicks", type=int, default=20)
+    add_method_arguments(p)
     p.add_argument(
         "--threshold",
         type=float,
@@ -159,29 +162,22 @@ def main(argv=None) -> int:
         help="a click agrees when its probability is on its side of this",
     )
     p.add_argument("--evaluations", type=int, default=20, help="L-BFGS function evaluations")
-    p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     if not args.labels.is_dir():
         print(f"bench_fbrs: no label folder {args.labels}", file=sys.stderr)
         return 2
 
-    from napari_fcfi.evaluation.cli import _read
-    from napari_fcfi.evaluation.robot import FcfiMethod, evaluate_instance, summarize
-    from napari_fcfi.inference.predictor import Predictor
-    from napari_fcfi.model.io import load_model
+    from napari_fcfi.evaluation.robot import evaluate_instance, summarize
 
-    torch.set_num_threads(args.threads)
-    model = FeatureBRS(load_model(args.model), args.threshold, args.evaluations)
-    method = FcfiMethod(Predictor(model, preset=args.preset))
+    method, model = protocol_method(
+        args, wrap=lambda net: FeatureBRS(net, args.threshold, args.evaluations)
+    )
     ious, secs, areas = [], [], []
-    for image, labels, ids in protocol_objects(args):
-        method.start(_read(image))
-        for label_id in ids:
-            gt = labels == label_id
-            i, s = evaluate_instance(method, gt, args.max_clicks)
-            ious.append(i)
-            secs.append(s)
-            areas.append(int(gt.sum()))
+    for gt in method_objects(args, method):
+        i, s = evaluate_instance(method, gt, args.max_clicks)
+        ious.append(i)
+        secs.append(s)
+        areas.append(int(gt.sum()))
     out = summarize(ious, secs, args.max_clicks, "fcfi", args.model, areas=areas)
     out["fbrs"] = dict(model.stats)
     m = out["mIoU"]

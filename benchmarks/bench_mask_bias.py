@@ -22,8 +22,7 @@ import sys
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_fcfi.evaluation.clicker import next_click
-from napari_fcfi.evaluation.robot import SIZE_BINS, THRESHOLD
+from napari_fcfi.evaluation.robot import SIZE_BINS, THRESHOLD, robot_answers
 from napari_fcfi.masks import iou
 
 THRESHOLDS = (0.3, THRESHOLD, 0.7)
@@ -34,14 +33,9 @@ def object_rows(method, gt: np.ndarray, clicks_at, threshold: float = THRESHOLD)
     """Robot-user clicks on one object; a row for each click number in ``clicks_at``."""
     want = sorted(set(int(k) for k in clicks_at))
     area = int(gt.sum())
-    method.start_object()
-    clicks: list = []
-    pred, prev = np.zeros(gt.shape, bool), None
     rows = []
-    for k in range(1, want[-1] + 1):
-        clicks.append(next_click(gt, pred, clicks))
-        prob = method.predict(list(clicks), prev)
-        prev, pred = prob, prob > threshold
+    for clicks, prob, pred, _ in robot_answers(method, gt, want[-1], threshold):
+        k = len(clicks)
         if k not in want:
             continue
         row = {"area": area, "click": k, "area_ratio": float(pred.sum() / area)}
@@ -71,7 +65,7 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    from _protocol import add_protocol_arguments, protocol_objects
+    from _protocol import add_protocol_arguments, method_objects
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_protocol_arguments(p)
@@ -89,7 +83,6 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_fcfi.evaluation.cli import _read
     from napari_fcfi.evaluation.robot import FcfiMethod
     from napari_fcfi.inference.predictor import Predictor
     from napari_fcfi.model.io import load_model
@@ -97,12 +90,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     method = FcfiMethod(Predictor(load_model(args.model)))
     rows = []
-    for image, labels, ids in protocol_objects(args):
-        method.start(_read(image))
-        for label_id in ids:
-            gt = labels == label_id
-            if gt.sum() < args.max_area:
-                rows.extend(object_rows(method, gt, args.clicks))
+    for gt in method_objects(args, method):
+        if gt.sum() < args.max_area:
+            rows.extend(object_rows(method, gt, args.clicks))
     table = summarize(rows)
     cols = ["n", "area_ratio_median"] + [f"iou@{t}" for t in THRESHOLDS]
     cols += ["iou_grown", "iou_shrunk"]

@@ -70,13 +70,13 @@ def make_method(name: str, predictor=None, model_name=None):
     raise ValueError(f"unknown method {name!r}; choose one of {METHODS}")
 
 
-def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float | None = None):
-    """Run the robot user on one object (``method.start(image)`` must have been called).
+def robot_answers(method, gt, max_clicks: int = 20, threshold: float | None = None):
+    """The robot user's loop on one object (``method.start(image)`` must have been called):
+    yields, after each of ``max_clicks`` answers, ``(clicks, prob, pred, seconds)``: the
+    clicks so far, the probability map, its binarisation and the prediction time.
 
     Each answer is binarised at ``threshold``; None: the method's own thresholds for the
     first click and the later ones (``method.threshold_for(first)``), else 0.49.
-    Returns ``(ious, seconds)``: per-click IoU and prediction time, each of length
-    ``max_clicks``.
     """
     if max_clicks < 1:
         raise ValueError("max_clicks must be >= 1")
@@ -85,20 +85,31 @@ def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float | None 
     pred = np.zeros(gt.shape, bool)
     clicks: list = []
     prev = None
-    ious, secs = [], []
     own = getattr(method, "threshold_for", None)
     for k in range(max_clicks):
         clicks.append(next_click(gt, pred, clicks))
         t0 = time.perf_counter()
         prob = method.predict(list(clicks), prev)
-        secs.append(time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
         if threshold is not None:
             t = threshold
         else:
             t = own(k == 0) if own is not None else THRESHOLD
         pred = prob > t
         prev = prob
+        yield list(clicks), prob, pred, seconds
+
+
+def evaluate_instance(method, gt, max_clicks: int = 20, threshold: float | None = None):
+    """Run the robot user on one object (:func:`robot_answers`).
+
+    Returns ``(ious, seconds)``: per-click IoU and prediction time, each of length
+    ``max_clicks``.
+    """
+    ious, secs = [], []
+    for _, _, pred, seconds in robot_answers(method, gt, max_clicks, threshold):
         ious.append(iou(gt, pred))
+        secs.append(seconds)
     return np.asarray(ious), np.asarray(secs)
 
 
