@@ -7,7 +7,8 @@ samples/s. Run it on a quiet machine (the load average is printed) with nothing 
 running: the trainer owns every core it is given.
 
     python benchmarks/bench_train.py --images D/images --labels D/labels \
-        --crop 160 --batch 8 --threads 2 [--bf16] [--no-channels-last] [--half-res-refine]
+        --crop 160 --batch 8 --threads 2 [--bf16] [--no-channels-last] [--half-res-refine] \
+        [--workers N] [--device cuda]
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ def main(argv=None) -> int:
     p.add_argument("--scale-mode", default="object", choices=["object", "image"])
     p.add_argument("--max-robot-clicks", type=int, default=3)
     p.add_argument("--freeze-blocks", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="batch worker processes")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto, ...")
     args = p.parse_args(argv)
+    load_before = os.getloadavg()[0]
 
     from napari_fcfi.training.trainer import TrainConfig, train
 
@@ -57,6 +61,8 @@ def main(argv=None) -> int:
             scale_mode=args.scale_mode,
             max_robot_clicks=args.max_robot_clicks,
             freeze_blocks=args.freeze_blocks,
+            workers=args.workers,
+            device=args.device,
             model_params={"half_res_refine": True} if args.half_res_refine else {},
         )
         train(cfg, progress=False)
@@ -75,12 +81,14 @@ def main(argv=None) -> int:
                 "half_res_refine": args.half_res_refine,
                 "freeze_blocks": args.freeze_blocks,
                 "max_robot_clicks": args.max_robot_clicks,
+                "workers": args.workers,
+                "device": args.device,
                 "steps_timed": len(times),
                 "s_per_step_median": round(med, 3),
                 "s_per_step_mean": round(mean, 3),
                 "s_data_mean": round(statistics.mean(data), 3),
                 "samples_per_s": round(args.batch / mean, 1),
-                "loadavg_before": os.getloadavg()[0],
+                "loadavg_before": load_before,
             }
         )
     )

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     import torch
 
     from napari_fcfi.model.lite import BUILTIN_WEIGHTS, load_lite
-    from napari_fcfi.training.trainer import freeze_early_backbone
+    from napari_fcfi.training.setup import freeze_early_backbone
 
     load_before = os.getloadavg()[0]
     torch.set_num_threads(args.threads)

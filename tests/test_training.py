@@ -203,6 +203,42 @@ def test_tiny_training_run_and_resume(tmp_path, dataset, init_weights):
     }
 
 
+def test_batches_from_worker_processes(tmp_path, dataset, init_weights):
+    """--workers: the batches come from worker processes; the same options and seed give
+    the same weights, another seed other weights, and a stopped run resumes."""
+    images, labels = dataset
+    runs = {}
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        cfg = _cfg(images, labels, tmp_path / f"{name}.safetensors", init_weights, seed=seed)
+        cfg.workers = 2
+        assert train(cfg, progress=False)["steps"] == 3
+        runs[name] = load_lite(tmp_path / f"{name}.safetensors").state_dict()
+    init = load_lite(init_weights).state_dict()
+    assert not torch.equal(runs["a"]["head.1.weight"], init["head.1.weight"])  # it trained
+    for k in runs["a"]:
+        assert torch.equal(runs["a"][k], runs["b"][k]), k
+    assert not torch.equal(runs["a"]["head.1.weight"], runs["c"]["head.1.weight"])
+    info = json.loads((tmp_path / "a.json").read_text())["training"]
+    assert info["device"] == "cpu"
+    # stopped after 2 steps, resumed to 3 from the checkpoint
+    part = _cfg(images, labels, tmp_path / "p.safetensors", init_weights, steps=2, workers=2)
+    train(part, progress=False)
+    resumed = _cfg(images, labels, tmp_path / "p.safetensors", init_weights, workers=2)
+    assert train(resumed, progress=False, resume=True)["steps"] == 3
+    log = [json.loads(line) for line in (tmp_path / "p.run" / "log.jsonl").open()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+
+
+def test_worker_streams_differ_by_worker_and_start_step():
+    from napari_fcfi.training.batches import worker_rng
+
+    draws = {
+        k: worker_rng(3, *k).integers(1 << 30, size=4).tolist() for k in [(0, 0), (0, 1), (5, 0)]
+    }
+    assert len({tuple(v) for v in draws.values()}) == 3
+    assert worker_rng(3, 0, 1).integers(1 << 30, size=4).tolist() == draws[(0, 1)]
+
+
 def test_resume_without_checkpoint_raises(tmp_path, dataset, init_weights):
     cfg = _cfg(*dataset, tmp_path / "x.safetensors", init_weights)
     with pytest.raises(ValueError, match="no checkpoint"):
@@ -264,6 +300,8 @@ def test_finetune_builtin_via_cli(tmp_path, dataset):
         (["--object-span", "0.7", "0.5"], "--object-span"),
         (["--object-span", "0.5", "1.5"], "--object-span"),
         (["--object-span", "nan", "0.5"], "--object-span"),
+        (["--workers", "-1"], "--workers"),
+        (["--device", "tpu"], "unknown device"),
     ],
 )
 def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match, capsys):
@@ -284,3 +322,16 @@ def test_cli_rejects_bad_arguments(tmp_path, dataset, extra, match, capsys):
     err = capsys.readouterr().err
     assert match in err and err.startswith("napari-fcfi train: ") and err.count("\n") == 1
     assert not (tmp_path / "m.run").exists() and not (tmp_path / "m.safetensors").exists()
+
+
+def test_cli_refuses_a_device_torch_does_not_have(tmp_path, dataset, capsys):
+    from napari_fcfi.cli import main
+
+    images, labels = dataset
+    device = "mps" if torch.cuda.is_available() else "cuda"
+    out = tmp_path / "m.safetensors"
+    args = ["train", "--images", str(images), "--labels", str(labels), "--out", str(out)]
+    assert main(args + ["--device", device]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("napari-fcfi train: ") and device.upper() in err.upper()
+    assert not (tmp_path / "m.run").exists() and not out.exists()

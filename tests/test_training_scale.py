@@ -10,7 +10,8 @@ from napari_fcfi.model.lite import FCFILite, load_lite, save_lite
 from napari_fcfi.splits import is_validation, modulus_for, split_names
 from napari_fcfi.training.data import AugmentConfig, MixedGenerator, SampleGenerator
 from napari_fcfi.training.items import Item
-from napari_fcfi.training.trainer import TrainConfig, build_model, freeze_early_backbone
+from napari_fcfi.training.setup import build_model, freeze_early_backbone
+from napari_fcfi.training.trainer import TrainConfig
 
 
 def disk_item(radius, size=600, name="d"):

@@ -99,7 +99,22 @@ def add_parser(subparsers):
     p.add_argument(
         "--bf16",
         action="store_true",
-        help="bfloat16 autocast on the CPU (fast only on CPUs with native bfloat16)",
+        help="bfloat16 autocast (on a GPU; on the CPU fast only with native bfloat16)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where the network trains: auto (a CUDA GPU, then Apple MPS, then the CPU; "
+        "the default), cpu, cuda, cuda:N or mps",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="draw the training batches in N worker processes while the network trains "
+        "(for a GPU: about one per free CPU core); default 0: in the training process, "
+        "and a resumed run continues bit for bit",
     )
     p.add_argument(
         "--freeze-blocks",
@@ -151,7 +166,7 @@ def _check_options(args) -> None:
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be positive, got {getattr(args, name)}")
-    for name in ("max_robot_clicks", "freeze_blocks"):
+    for name in ("max_robot_clicks", "freeze_blocks", "workers"):
         if getattr(args, name) < 0:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be >= 0, got {getattr(args, name)}")
@@ -170,6 +185,9 @@ def _check_options(args) -> None:
         raise ValueError(
             f"--time-limit must be a positive number of minutes, got {args.time_limit}"
         )
+    from ..devices import pick_device
+
+    pick_device(args.device)  # an unknown or unavailable device: a one-line message
     if not str(args.out).endswith(".safetensors"):
         raise ValueError(f"--out must end in .safetensors, got {args.out}")
     out = Path(args.out)
@@ -214,6 +232,8 @@ def _run(args) -> int:
         object_span=tuple(args.object_span),
         data_weights=args.data_weights,
         bf16=args.bf16,
+        device=args.device,
+        workers=args.workers,
         freeze_blocks=args.freeze_blocks,
         max_robot_clicks=args.max_robot_clicks,
         iou_weight=args.iou_weight,

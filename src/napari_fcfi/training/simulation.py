@@ -87,9 +87,11 @@ def recalibrate_bn(model, gen, rng, cfg, batches: int = 40) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     was_training = model.training
+    device = next(model.parameters()).device
     try:
         for _ in range(batches):
             images, targets, target_t, clicks, counts = draw_batch(gen, rng, cfg)
+            images = images.to(device)
             prev, gate = simulate_clicks(model, images, targets, clicks, counts)
             pts, new = to_batch(clicks, images.device)
             model.train()

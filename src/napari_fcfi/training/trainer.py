@@ -17,6 +17,10 @@ Checkpoints (model, optimiser, step, elapsed time, random states, best validatio
 go to ``workdir/checkpoint.pt`` every ``ckpt_every`` steps; ``resume=True`` continues from
 there. A JSON-lines log is written to ``workdir/log.jsonl``.
 
+The network trains on ``device`` (``"auto"``: a CUDA GPU, then Apple MPS, then the CPU);
+``workers`` > 0 draws the batches in that many worker processes while it trains (for a
+GPU; see :mod:`~napari_fcfi.training.batches`).
+
 The samples come from :mod:`~napari_fcfi.training.data` (items:
 :mod:`~napari_fcfi.training.items`, clicks: :mod:`~napari_fcfi.training.clicks`), the
 robot-click rounds from :mod:`~napari_fcfi.training.simulation`, the quick validation from
@@ -35,12 +39,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model.lite import FCFILite, load_lite, pretrained_model, save_lite
+from ..devices import pick_device
+from ..model.lite import save_lite
+from .batches import batch_source
 from .checkpoint import load_checkpoint, rng_state_from_plain, rng_state_to_plain, save_checkpoint
 from .data import AugmentConfig, MixedGenerator, SampleGenerator
 from .items import find_files, load_items, split_ids
 from .losses import normalized_focal_loss, soft_focus_weight, soft_iou_loss
-from .simulation import draw_batch, recalibrate_bn, simulate_clicks, to_batch
+from .setup import build_model, freeze_early_backbone, make_optimizer
+from .simulation import recalibrate_bn, simulate_clicks, to_batch
 from .validation import ValidationSet
 
 LOSS_WEIGHTS = {"instances": 1.0, "instances_aux": 0.4, "ffcm": 0.5, "cffm": 0.5}
@@ -75,7 +82,11 @@ class TrainConfig:
     #: spans for half of the samples (the zoomed views' scale; the rest span 8-90 %)
     object_span: tuple[float, float] = (0.3, 0.6)
     data_weights: list[float] | None = None  # sampling weight of each dataset (default equal)
-    bf16: bool = False  # bfloat16 autocast on the CPU
+    bf16: bool = False  # bfloat16 autocast (on the CPU: fast only with native bfloat16)
+    #: where the network trains: "auto" (CUDA, then MPS, then the CPU), "cpu", "cuda", ...
+    device: str = "auto"
+    #: processes that draw the batches while the network trains (0: the training process)
+    workers: int = 0
     #: backbone stem and this many first MBConv blocks keep their (ImageNet) weights: their
     #: weight gradients are not computed (faster steps; generic early features)
     freeze_blocks: int = 0
@@ -137,75 +148,6 @@ def lr_factor(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
         progress = max(progress, elapsed_s / (60.0 * cfg.time_limit))
     progress = min(progress, 1.0)
     return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def build_model(cfg: TrainConfig) -> FCFILite:
-    """The network to train: ImageNet backbone (``init=None``) or a trained FCFI-Lite.
-
-    With ``init`` and ``model_params`` that add parts (e.g. ``half_res_refine``), every
-    parameter of the trained network whose name and shape match is copied (a warm start);
-    the new parts keep their initialisation.
-    """
-    if cfg.init is None:
-        return pretrained_model(**cfg.model_params)
-    from ..model.lite import resolve_weights
-
-    src = load_lite(resolve_weights(cfg.init))
-    src.training_before = _samples_seen(resolve_weights(cfg.init))
-    params = {**src.params, **cfg.model_params}
-    if params == src.params:
-        return src
-    model = FCFILite(**params)
-    model.inference_defaults = dict(src.inference_defaults)
-    model.training_before = src.training_before
-    own = model.state_dict()
-    copied = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
-    own.update(copied)
-    model.load_state_dict(own)
-    return model
-
-
-def freeze_early_backbone(model: FCFILite, blocks: int) -> int:
-    """Stop training the backbone stem and its first ``blocks`` MBConv blocks; returns the
-    number of frozen parameter tensors (0 when ``blocks`` is 0)."""
-    if blocks <= 0:
-        return 0
-    prefixes = ("backbone._conv_stem.", "backbone._bn0.") + tuple(
-        f"backbone._blocks.{i}." for i in range(blocks)
-    )
-    n = 0
-    for name, p in model.named_parameters():
-        if name.startswith(prefixes):
-            p.requires_grad_(False)
-            n += 1
-    return n
-
-
-def _samples_seen(weights: Path) -> int:
-    """Training samples behind a weights file (its JSON's ``training.samples_total``, or
-    ``steps x batch``; 0 when unknown)."""
-    from ..model.lite import config_path
-
-    try:
-        info = json.loads(config_path(weights).read_text()).get("training", {})
-        if "samples_total" in info:
-            return int(info["samples_total"])
-        return int(info.get("steps", 0)) * int(info.get("batch", 0))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 0
-
-
-def make_optimizer(model: FCFILite, cfg: TrainConfig) -> torch.optim.Adam:
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    backbone = [p for n, p in trainable if n.startswith("backbone.")]
-    rest = [p for n, p in trainable if not n.startswith("backbone.")]
-    return torch.optim.Adam(
-        [
-            {"params": backbone, "lr": cfg.lr * cfg.backbone_lr_mult, "base": cfg.backbone_lr_mult},
-            {"params": rest, "lr": cfg.lr, "base": 1.0},
-        ],
-        lr=cfg.lr,
-    )
 
 
 def train(cfg: TrainConfig, progress: bool = True, resume: bool = False) -> dict:
@@ -273,10 +215,14 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
     gen = training_generator(cfg, data)
     validations = {name: ValidationSet(val, cfg.val_objects) for name, _, val in data if val}
 
+    dev = pick_device(cfg.device)
+    if cfg.workers < 0:
+        raise ValueError(f"workers must be >= 0, got {cfg.workers}")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     before = int(getattr(model, "training_before", 0))
     model.train()
+    model = model.to(dev)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     freeze_early_backbone(model, cfg.freeze_blocks)
@@ -315,73 +261,84 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
         )
 
     def autocast():
-        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
+    def to_device(batch):
+        images, targets, target_t, clicks, counts = batch
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        images = images.to(dev, memory_format=fmt, non_blocking=True)
+        return images, targets, target_t.to(dev, non_blocking=True), clicks, counts
+
+    batches = batch_source(gen, rng, cfg, start_step=step, pin_memory=dev.type == "cuda")
 
     log = (run_dir / "log.jsonl").open("a")
     ratio = model.params["expansion_ratio"]
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="train", unit="step")
     t_start = time.time() - elapsed
     bad_steps = 0
-    while step < cfg.steps:
-        if cfg.time_limit and elapsed >= 60.0 * cfg.time_limit:
-            break
-        t0 = time.time()
-        images, targets, target_t, clicks, counts = draw_batch(gen, rng, cfg)
-        t_data = time.time() - t0
-        with autocast():
-            prev, gate = simulate_clicks(model, images, targets, clicks, counts)
-            pts, new = to_batch(clicks, images.device)
-            out = model(images, prev.float(), pts, new, gate)
-        out = {k: v.float() for k, v in out.items()}
-        loss, terms = compute_losses(out, target_t, new, ratio, cfg.iou_weight)
-        if not torch.isfinite(loss):  # skip the update; give up if it keeps happening
-            bad_steps += 1
-            if bad_steps > 10:
-                raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
-            continue
-        bad_steps = 0
-        f = lr_factor(step, cfg, elapsed)
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * g["base"] * f
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        elapsed = time.time() - t_start
-        rec = {
-            "step": step,
-            "samples": step * cfg.batch,
-            "samples_total": before + step * cfg.batch,
-            "loss": float(loss.detach()),
-            **terms,
-            "n_iter": float(np.mean(counts)),
-            "lr": cfg.lr * f,
-            "s_per_step": time.time() - t0,
-            "s_data": t_data,
-            "elapsed": elapsed,
-        }
-        if validations and (step % cfg.val_every == 0 or step == cfg.steps):
-            if cfg.precise_bn:
-                recalibrate_bn(model, gen, _bn_rng(cfg, step), cfg, cfg.precise_bn)
-            scores = []
-            for name, val in validations.items():
-                miou = val.evaluate(model)
-                rec[f"val_miou_{name}"] = miou
-                scores.append(float(np.mean(miou)))
-            score = float(np.mean(scores))
-            rec["val_score"] = score
-            snap = run_dir / "snapshots" / f"step{step:07d}.safetensors"
-            save_lite(model, snap, half=True, extra={"step": step, "samples": step * cfg.batch})
-            if score > best:
-                best = score
-                save_lite(model, run_dir / "best.safetensors", extra={"step": step})
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-        bar.update(1)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", s_step=f"{rec['s_per_step']:.2f}")
-        if step % cfg.ckpt_every == 0:
-            checkpoint()
-    bar.close()
+    try:
+        while step < cfg.steps:
+            if cfg.time_limit and elapsed >= 60.0 * cfg.time_limit:
+                break
+            t0 = time.time()
+            images, targets, target_t, clicks, counts = to_device(next(batches))
+            t_data = time.time() - t0
+            with autocast():
+                prev, gate = simulate_clicks(model, images, targets, clicks, counts)
+                pts, new = to_batch(clicks, images.device)
+                out = model(images, prev.float(), pts, new, gate)
+            out = {k: v.float() for k, v in out.items()}
+            loss, terms = compute_losses(out, target_t, new, ratio, cfg.iou_weight)
+            if not torch.isfinite(loss):  # skip the update; give up if it keeps happening
+                bad_steps += 1
+                if bad_steps > 10:
+                    raise FloatingPointError(f"non-finite loss at step {step}: {terms}")
+                continue
+            bad_steps = 0
+            f = lr_factor(step, cfg, elapsed)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * g["base"] * f
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            elapsed = time.time() - t_start
+            rec = {
+                "step": step,
+                "samples": step * cfg.batch,
+                "samples_total": before + step * cfg.batch,
+                "loss": float(loss.detach()),
+                **terms,
+                "n_iter": float(np.mean(counts)),
+                "lr": cfg.lr * f,
+                "s_per_step": time.time() - t0,
+                "s_data": t_data,
+                "elapsed": elapsed,
+            }
+            if validations and (step % cfg.val_every == 0 or step == cfg.steps):
+                if cfg.precise_bn:
+                    recalibrate_bn(model, gen, _bn_rng(cfg, step), cfg, cfg.precise_bn)
+                scores = []
+                for name, val in validations.items():
+                    miou = val.evaluate(model)
+                    rec[f"val_miou_{name}"] = miou
+                    scores.append(float(np.mean(miou)))
+                score = float(np.mean(scores))
+                rec["val_score"] = score
+                snap = run_dir / "snapshots" / f"step{step:07d}.safetensors"
+                save_lite(model, snap, half=True, extra={"step": step, "samples": step * cfg.batch})
+                if score > best:
+                    best = score
+                    save_lite(model, run_dir / "best.safetensors", extra={"step": step})
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.update(1)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", s_step=f"{rec['s_per_step']:.2f}")
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
+    finally:
+        bar.close()
+        batches.close()
     checkpoint()  # before the final re-estimation: a resumed run continues bit for bit
     if cfg.precise_bn and step > 0:
         recalibrate_bn(model, gen, _bn_rng(cfg, step), cfg, cfg.precise_bn)
@@ -395,6 +352,7 @@ def _train(cfg: TrainConfig, progress: bool, resume: bool) -> dict:
             "crop": cfg.crop,
             "wall_time_s": round(elapsed, 1),
             "init": cfg.init or "imagenet:efficientnet-lite0",
+            "device": dev.type,
             "datasets": {name: [len(items), len(val)] for name, items, val in data},
             "seed": cfg.seed,
             # the recipe, so that the weights say how they were made

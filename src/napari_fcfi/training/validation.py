@@ -37,6 +37,7 @@ class ValidationSet:
     def evaluate(self, model, clicks: int = 3, batch: int = 8) -> list[float]:
         ious = np.zeros((len(self.images), clicks))
         was_training = model.training
+        device = next(model.parameters()).device
         model.eval()
         try:
             for s in range(0, len(self.images), batch):
@@ -47,13 +48,13 @@ class ValidationSet:
                         for j in range(s, min(s + batch, len(self.images)))
                         if tuple(self.images[j].shape) == shape
                     ]
-                    imgs = torch.stack([self.images[j] for j in idx])
+                    imgs = torch.stack([self.images[j] for j in idx]).to(device)
                     tg = [self.targets[j] for j in idx]
                     cl = [[] for _ in idx]
-                    prev = torch.zeros(len(idx), 1, *shape[1:])
+                    prev = torch.zeros(len(idx), 1, *shape[1:], device=device)
                     gate = 0.0
                     for c in range(clicks):
-                        pred = (prev[:, 0] > 0.49).numpy()
+                        pred = (prev[:, 0] > 0.49).cpu().numpy()
                         for i in range(len(idx)):
                             nc = robot_click(tg[i], pred[i])
                             cl[i].append(nc if nc is not None else cl[i][-1])
@@ -61,7 +62,7 @@ class ValidationSet:
                         with torch.no_grad():
                             prev = torch.sigmoid(model(imgs, prev, pts, new, gate)["instances"])
                         gate = 1.0
-                        p = (prev[:, 0] > 0.49).numpy()
+                        p = (prev[:, 0] > 0.49).cpu().numpy()
                         for i, j in enumerate(idx):
                             inter = np.logical_and(p[i], tg[i]).sum()
                             union = np.logical_or(p[i], tg[i]).sum()
