@@ -114,3 +114,31 @@ def test_train_gpu_script_trains_from_the_packs(tmp_path):
     # every packed image is a training image (img5, img7 of 12 and img14 of 15 stayed behind)
     assert info["datasets"] == {"dsb2018": [10, 0], "usiigaci": [14, 0]}
     assert len((dest / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_training_needs_neither_dask_nor_zarr_nor_gui_packages(tmp_path):
+    """A GPU machine with torch and the scientific stack but no dask, zarr, napari or Qt can
+    train: the train command imports none of them."""
+    from _blocked_imports import BLOCKED
+
+    images, labels = write_dataset(tmp_path / "set", n=2)
+    out = tmp_path / "w.safetensors"
+    blocked = (*BLOCKED, "dask", "zarr")
+    script = f"""
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(name + " may not be imported here")
+sys.meta_path.insert(0, Blocker())
+from napari_fcfi.cli import main
+sys.exit(main(["train", "--images", {str(images)!r}, "--labels", {str(labels)!r},
+               "--init", "builtin", "--steps", "1", "--crop", "64", "--batch", "2",
+               "--val-fraction", "0", "--threads", "1", "--no-progress", "--out", {str(out)!r}]))
+"""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.is_file()
