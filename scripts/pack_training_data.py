@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,8 +84,7 @@ def unpack(pack_dir: Path, dest: Path) -> int:
         if entry["channels"] == 1:
             image = image[..., 0]
         tifffile.imwrite(dest / "images" / f"{name}.tif", image)
-        label = tifffile.imread(pack_dir / "labels" / f"{name}.tif")
-        tifffile.imwrite(dest / "labels" / f"{name}.tif", label)
+        shutil.copyfile(pack_dir / "labels" / f"{name}.tif", dest / "labels" / f"{name}.tif")
     return len(info["images"])
 
 

@@ -22,16 +22,18 @@ def _sets(tmp_path):
     return {"dsb2018": dsb, "usiigaci": usi}
 
 
+def _pack(tool, images, labels, dest) -> int:
+    """``pack_training_data.py pack``; returns its exit status."""
+    return tool.main(
+        ["pack", "--images", str(images), "--labels", str(labels), "--dest", str(dest)]
+    )
+
+
 def test_pack_keeps_the_training_split_and_unpacks_losslessly(tmp_path):
     tool = load_script("pack_training_data")
     for name, (images, labels) in _sets(tmp_path).items():
         pack = tmp_path / "pack" / name
-        assert (
-            tool.main(
-                ["pack", "--images", str(images), "--labels", str(labels), "--dest", str(pack)]
-            )
-            == 0
-        )
+        assert _pack(tool, images, labels, pack) == 0
         names = sorted(p.stem for p in images.iterdir())
         train, val = split_names(names, 10 if name == "dsb2018" else 8)
         assert val, "the synthetic set should have a validation image"
@@ -53,37 +55,14 @@ def test_pack_refuses_an_image_without_labels(tmp_path, capsys):
     tool = load_script("pack_training_data")
     images, labels = write_dataset(tmp_path / "dsb2018", n=3)
     next(labels.iterdir()).unlink()
-    assert (
-        tool.main(
-            [
-                "pack",
-                "--images",
-                str(images),
-                "--labels",
-                str(labels),
-                "--dest",
-                str(tmp_path / "p"),
-            ]
-        )
-        == 2
-    )
+    assert _pack(tool, images, labels, tmp_path / "p") == 2
     assert "no label image" in capsys.readouterr().err
 
 
 def test_train_gpu_script_trains_from_the_packs(tmp_path):
     tool = load_script("pack_training_data")
     for name, (images, labels) in _sets(tmp_path).items():
-        tool.main(
-            [
-                "pack",
-                "--images",
-                str(images),
-                "--labels",
-                str(labels),
-                "--dest",
-                str(tmp_path / "pack" / name),
-            ]
-        )
+        assert _pack(tool, images, labels, tmp_path / "pack" / name) == 0
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     dest = tmp_path / "out"
     overrides = [

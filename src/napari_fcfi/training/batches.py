@@ -70,16 +70,15 @@ def _as_drawn(batch):
 
 
 class WorkerBatches:
-    """Batches drawn by ``workers`` processes, a few batches ahead of the training."""
+    """Batches drawn by ``cfg.workers`` (>= 1) processes, a few batches ahead of the
+    training."""
 
-    def __init__(self, gen, cfg, workers: int, start_step: int = 0, pin_memory=False) -> None:
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+    def __init__(self, gen, cfg, start_step: int = 0, pin_memory=False) -> None:
         self._loader = torch.utils.data.DataLoader(
             _BatchStream(gen, cfg, start_step),
             batch_size=None,  # each item is already a whole batch
             collate_fn=_as_drawn,
-            num_workers=workers,
+            num_workers=cfg.workers,
             prefetch_factor=4,
             persistent_workers=False,
             pin_memory=pin_memory,
@@ -104,4 +103,4 @@ def batch_source(gen, rng, cfg, start_step: int = 0, pin_memory: bool = False):
     """:class:`InlineBatches` when ``cfg.workers`` is 0, else :class:`WorkerBatches`."""
     if cfg.workers <= 0:
         return InlineBatches(gen, rng, cfg)
-    return WorkerBatches(gen, cfg, cfg.workers, start_step, pin_memory=pin_memory)
+    return WorkerBatches(gen, cfg, start_step, pin_memory=pin_memory)
